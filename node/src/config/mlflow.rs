@@ -1,0 +1,196 @@
+//! MLflow 2.x gateway endpoint entries (`mlflow gateway start --config-path`), read as they
+//! are and turned into native [`RawEndpoint`]s.
+//!
+//! An MLflow entry is recognised by its `endpoint_type` (or the older `route_type`) key.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::raw::{RawAzure, RawCredentials, RawEndpoint, RawRateLimit, RawTarget, RawTimeouts};
+
+/// One MLflow 2.x endpoint (or route, for MLflow ≤ 2.7 files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowEndpoint {
+    /// Endpoint name.
+    pub name: String,
+    /// `llm/v1/chat`, `llm/v1/completions` or `llm/v1/embeddings`.
+    #[serde(alias = "route_type")]
+    pub endpoint_type: String,
+    /// The one model behind the endpoint.
+    pub model: MlflowModel,
+    /// Optional rate limit.
+    #[serde(default)]
+    pub limit: Option<RawRateLimit>,
+}
+
+/// MLflow's `model` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowModel {
+    /// MLflow provider name.
+    pub provider: String,
+    /// Provider model name.
+    pub name: String,
+    /// Provider-specific keys (`openai_api_key`, ...).
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+/// True when a raw endpoint entry is written in MLflow's form.
+pub fn is_mlflow_entry(entry: &Value) -> bool {
+    entry.get("endpoint_type").is_some() || entry.get("route_type").is_some()
+}
+
+/// Why an MLflow entry cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MlflowError {
+    /// A provider Floodgate does not speak yet.
+    #[error(
+        "provider `{0}` is not supported yet (supported in MLflow files: openai, azure, mistral, togetherai)"
+    )]
+    UnsupportedProvider(String),
+    /// An `endpoint_type` outside `llm/v1/*`.
+    #[error(
+        "unknown endpoint_type `{0}` (expected llm/v1/chat, llm/v1/completions or llm/v1/embeddings)"
+    )]
+    UnknownType(String),
+    /// A config key that is not a string, or unknown for the provider.
+    #[error("model.config.{key}: {problem}")]
+    ConfigKey {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl MlflowEndpoint {
+    /// The equivalent native endpoint.
+    pub fn into_native(self) -> Result<RawEndpoint, MlflowError> {
+        let kind = match self.endpoint_type.as_str() {
+            "llm/v1/chat" => "chat",
+            "llm/v1/completions" => "completions",
+            "llm/v1/embeddings" => "embeddings",
+            other => return Err(MlflowError::UnknownType(other.to_owned())),
+        };
+        let target = self.model.into_target()?;
+        Ok(RawEndpoint {
+            name: self.name,
+            kind: kind.to_owned(),
+            targets: vec![target],
+            rate_limit: self.limit,
+            timeouts: RawTimeouts::default(),
+        })
+    }
+}
+
+impl MlflowModel {
+    fn into_target(self) -> Result<RawTarget, MlflowError> {
+        let mut config = ConfigKeys(self.config);
+        let target = match self.provider.as_str() {
+            "openai" | "azure" => {
+                let api_type = config
+                    .take("openai_api_type")?
+                    .unwrap_or_else(|| self.provider.clone());
+                let key = config.take("openai_api_key")?;
+                let base = config.take("openai_api_base")?;
+                let version = config.take("openai_api_version")?;
+                let deployment = config.take("openai_deployment_name")?;
+                let organization = config.take("openai_organization")?;
+                let azure = match api_type.as_str() {
+                    "openai" => None,
+                    "azure" | "azuread" => Some(RawAzure {
+                        deployment,
+                        api_version: version.unwrap_or_default(),
+                        auth: Some(
+                            if api_type == "azuread" {
+                                "bearer"
+                            } else {
+                                "api_key"
+                            }
+                            .into(),
+                        ),
+                    }),
+                    _ => {
+                        return Err(MlflowError::ConfigKey {
+                            key: "openai_api_type".into(),
+                            problem: "must be openai, azure or azuread",
+                        });
+                    }
+                };
+                RawTarget {
+                    provider: if azure.is_some() { "azure" } else { "openai" }.to_owned(),
+                    model: self.name,
+                    api_base: base,
+                    credentials: credentials(key),
+                    weight: None,
+                    azure,
+                    organization,
+                }
+            }
+            "mistral" | "togetherai" => {
+                let prefix = self.provider.clone();
+                let key = config.take(&format!("{prefix}_api_key"))?;
+                RawTarget {
+                    provider: self.provider,
+                    model: self.name,
+                    api_base: None,
+                    credentials: credentials(key),
+                    weight: None,
+                    azure: None,
+                    organization: None,
+                }
+            }
+            other => return Err(MlflowError::UnsupportedProvider(other.to_owned())),
+        };
+        config.finish()?;
+        Ok(target)
+    }
+}
+
+fn credentials(key: Option<String>) -> RawCredentials {
+    RawCredentials {
+        api_key: key.map(read_key_file),
+        from_header: None,
+    }
+}
+
+/// MLflow accepts a key, an env reference (already expanded) or a path to a file holding the
+/// key; a value naming an existing file is read.
+fn read_key_file(value: String) -> String {
+    let path = std::path::Path::new(&value);
+    if value.len() < 4096
+        && path.is_file()
+        && let Ok(contents) = std::fs::read_to_string(path)
+    {
+        return contents.trim().to_owned();
+    }
+    value
+}
+
+/// The `config` map, consumed key by key so leftovers can be reported.
+struct ConfigKeys(Map<String, Value>);
+
+impl ConfigKeys {
+    fn take(&mut self, key: &str) -> Result<Option<String>, MlflowError> {
+        match self.0.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(MlflowError::ConfigKey {
+                key: key.to_owned(),
+                problem: "must be a string",
+            }),
+        }
+    }
+
+    fn finish(self) -> Result<(), MlflowError> {
+        match self.0.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(MlflowError::ConfigKey {
+                key: key.clone(),
+                problem: "unknown key for this provider",
+            }),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The validated, typed configuration the edge serves from. Built only by
+//! [`validate`](super::validate); never deserialized directly, so every value here has
+//! already been checked.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::pricing::PriceTable;
+use crate::providers::ProviderKind;
+use crate::secret::Secret;
+
+/// Everything one edge needs to serve requests.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// How clients authenticate to the gateway.
+    pub auth: Auth,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Default upstream timeouts (endpoints may override them).
+    pub timeouts: Timeouts,
+    /// How long shutdown waits for in-flight requests and streams.
+    pub shutdown_grace: Duration,
+    /// Endpoints by name, in file order.
+    pub endpoints: IndexMap<String, Arc<Endpoint>>,
+    /// Prices used to compute each request's cost.
+    pub prices: Arc<PriceTable>,
+}
+
+/// Client authentication mode.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No authentication (development, or `auth: none` said explicitly).
+    None,
+    /// Gateway keys, stored as SHA-256 hashes.
+    Keys(GatewayKeys),
+}
+
+/// Gateway keys by the SHA-256 of the key; the key itself is not kept.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayKeys {
+    by_hash: HashMap<[u8; 32], Arc<KeyInfo>>,
+}
+
+impl GatewayKeys {
+    /// Adds a key by its hash; returns false when the same key was already listed.
+    pub fn insert(&mut self, hash: [u8; 32], info: KeyInfo) -> bool {
+        self.by_hash.insert(hash, Arc::new(info)).is_none()
+    }
+
+    /// Looks a presented key up by its hash.
+    pub fn find(&self, hash: &[u8; 32]) -> Option<&Arc<KeyInfo>> {
+        self.by_hash.get(hash)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// True when no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// What the gateway knows of an accepted key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Stable id recorded in usage records (never the key).
+    pub id: String,
+    /// Endpoints this key may call; empty means all.
+    pub endpoints: Vec<String>,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// From sending the request to the response headers.
+    pub first_byte: Duration,
+    /// The whole upstream exchange, streams included.
+    pub total: Duration,
+}
+
+/// The operation an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    /// Chat completions (`llm/v1/chat`).
+    Chat,
+    /// Legacy text completions (`llm/v1/completions`).
+    Completions,
+    /// Embeddings (`llm/v1/embeddings`).
+    Embeddings,
+}
+
+impl EndpointKind {
+    /// The native config name (`chat`, `completions`, `embeddings`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
+    /// The MLflow endpoint type (`llm/v1/chat`, ...).
+    pub fn mlflow_type(self) -> &'static str {
+        match self {
+            Self::Chat => "llm/v1/chat",
+            Self::Completions => "llm/v1/completions",
+            Self::Embeddings => "llm/v1/embeddings",
+        }
+    }
+
+    /// The path below the provider's base URL for this operation.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Self::Chat => "/chat/completions",
+            Self::Completions => "/completions",
+            Self::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// A named endpoint: what clients call as `model`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Name, `[A-Za-z0-9_-]+`.
+    pub name: String,
+    /// Operation served.
+    pub kind: EndpointKind,
+    /// Targets, at least one; chosen by weight.
+    pub targets: Vec<Target>,
+    /// Sum of the targets' weights (> 0).
+    pub total_weight: u32,
+    /// Local rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// Upstream timeouts for this endpoint.
+    pub timeouts: Timeouts,
+}
+
+impl Endpoint {
+    /// Picks a target by weight; `roll` is uniform in `0..total_weight`.
+    pub fn pick_target(&self, roll: u32) -> &Target {
+        let mut left = roll;
+        for target in &self.targets {
+            if left < target.weight {
+                return target;
+            }
+            left -= target.weight;
+        }
+        // Unreachable for roll < total_weight; the first target is a safe answer anyway.
+        &self.targets[0]
+    }
+}
+
+/// One upstream model behind an endpoint.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Provider family.
+    pub provider: ProviderKind,
+    /// Provider-side model name sent upstream.
+    pub model: String,
+    /// Base URL without a trailing slash (`https://api.openai.com/v1`).
+    pub api_base: String,
+    /// How the gateway authenticates upstream.
+    pub credentials: Credentials,
+    /// Relative weight for traffic splitting (> 0).
+    pub weight: u32,
+    /// Azure OpenAI specifics, for `provider: azure`.
+    pub azure: Option<AzureTarget>,
+    /// `OpenAI-Organization` header, if set.
+    pub organization: Option<String>,
+}
+
+/// Upstream credentials for one target.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// Send no credentials (local servers).
+    None,
+    /// A key held by the gateway.
+    ApiKey(Secret),
+    /// Forward the value of this client request header as the provider key. Configured
+    /// explicitly; the gateway never forwards client credentials otherwise.
+    FromClientHeader(http::HeaderName),
+}
+
+/// Azure OpenAI deployment addressing.
+#[derive(Debug, Clone)]
+pub struct AzureTarget {
+    /// Deployment name in the URL path.
+    pub deployment: String,
+    /// `api-version` query parameter.
+    pub api_version: String,
+    /// Send the key as `Authorization: Bearer` (Entra ID token) instead of `api-key`.
+    pub bearer: bool,
+}
+
+/// A fixed-window request limit on one endpoint (MLflow's `limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Calls allowed per window.
+    pub calls: u64,
+    /// Window length.
+    pub period: Duration,
+}

@@ -1,0 +1,168 @@
+//! The config file as written: serde types with `deny_unknown_fields`, no checks beyond
+//! shapes. [`validate`](super::validate) turns them into the typed [`Config`](super::Config).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::pricing::RawPrice;
+
+/// The whole file. `endpoints` entries are kept as JSON values because each may be written
+/// in Floodgate's form or in MLflow 2.x's form; they are parsed one by one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `host:port` to listen on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// `none` or `keys`; absent means keys are required in `serve`.
+    #[serde(default)]
+    pub auth: Option<RawAuthMode>,
+    /// Gateway keys.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Default upstream timeouts.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Shutdown grace period (`30s`).
+    #[serde(default)]
+    pub shutdown_grace: Option<String>,
+    /// Price overrides, in USD per million tokens.
+    #[serde(default)]
+    pub prices: Vec<RawPrice>,
+    /// Endpoints, native or MLflow-shaped.
+    #[serde(default)]
+    pub endpoints: Vec<Value>,
+}
+
+/// Authentication mode as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuthMode {
+    /// No authentication.
+    None,
+    /// Gateway keys.
+    Keys,
+}
+
+/// One gateway key: the key itself (usually `${ENV}`) or its SHA-256 in hex.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Stable id recorded in usage.
+    pub id: String,
+    /// The key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Hex SHA-256 of the key, so the file need not hold the key.
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    /// Endpoints this key may call; empty means all.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+/// Request limits as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Timeouts as written (`10s`, `500ms`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Connect timeout.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// Time to response headers.
+    #[serde(default)]
+    pub first_byte: Option<String>,
+    /// Whole exchange.
+    #[serde(default)]
+    pub total: Option<String>,
+}
+
+/// A native endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// Endpoint name.
+    pub name: String,
+    /// `chat`, `completions` or `embeddings`.
+    pub kind: String,
+    /// Targets.
+    pub targets: Vec<RawTarget>,
+    /// Local fixed-window limit.
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+    /// Timeout overrides.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// A native target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Provider name.
+    pub provider: String,
+    /// Provider model.
+    pub model: String,
+    /// Base URL override.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Upstream credentials.
+    #[serde(default)]
+    pub credentials: RawCredentials,
+    /// Traffic weight (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Azure OpenAI addressing.
+    #[serde(default)]
+    pub azure: Option<RawAzure>,
+    /// `OpenAI-Organization` header.
+    #[serde(default)]
+    pub organization: Option<String>,
+}
+
+/// Credentials as written: a key, or the name of a client header to forward.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    /// The provider API key (usually `${ENV}`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Forward this client header's value as the provider key.
+    #[serde(default)]
+    pub from_header: Option<String>,
+}
+
+/// Azure OpenAI addressing as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    /// Deployment name (defaults to the target's model).
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// `api-version`.
+    pub api_version: String,
+    /// `api_key` (default) or `bearer` (Entra ID token).
+    #[serde(default)]
+    pub auth: Option<String>,
+}
+
+/// A fixed-window request limit, named as in MLflow's `limit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Calls per period.
+    pub calls: u64,
+    /// `second`, `minute`, `hour` or `day`.
+    pub renewal_period: String,
+}

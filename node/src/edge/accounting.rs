@@ -1,0 +1,189 @@
+//! The usage record of one request, filled in as the request proceeds and emitted exactly
+//! once: by [`Accounting::finish`], or — if the request is dropped first because the client
+//! went away — by `Drop`, as a client-cancelled record with the usage seen so far.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::context::RequestContext;
+use super::error::ApiError;
+use crate::pricing::PriceTable;
+use crate::providers::ProviderKind;
+use crate::usage::{RouteKind, Usage, UsageRecord, UsageSink, micros};
+
+/// Status recorded when the client disconnected before the answer was complete.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// An open usage record.
+pub struct Accounting {
+    sink: Arc<dyn UsageSink>,
+    prices: Arc<PriceTable>,
+    started: Instant,
+    record: UsageRecord,
+    provider: Option<ProviderKind>,
+    upstream_started: Option<Instant>,
+    upstream: Duration,
+    /// Output tokens estimated from streamed chunks, used only if the stream is cut before
+    /// the provider reported usage.
+    streamed_chunks: u64,
+    usage_reported: bool,
+    cost_unknown: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Accounting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounting")
+            .field("request_id", &self.record.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounting {
+    /// Opens the record for a request.
+    pub fn open(
+        sink: Arc<dyn UsageSink>,
+        prices: Arc<PriceTable>,
+        context: &RequestContext,
+        route: RouteKind,
+    ) -> Self {
+        Self {
+            sink,
+            prices,
+            started: context.started,
+            record: UsageRecord {
+                request_id: context.request_id.to_string(),
+                started_at: context.started_at,
+                route,
+                endpoint: None,
+                provider: None,
+                model: None,
+                key_id: None,
+                status: 0,
+                error_type: None,
+                usage: Usage::default(),
+                cost_micros: Some(0),
+                total_latency_us: 0,
+                upstream_latency_us: 0,
+                overhead_us: 0,
+                ttft_us: None,
+                streamed: false,
+                client_cancelled: false,
+            },
+            provider: None,
+            upstream_started: None,
+            upstream: Duration::ZERO,
+            streamed_chunks: 0,
+            usage_reported: false,
+            cost_unknown: false,
+            done: false,
+        }
+    }
+
+    /// Records the authenticated key.
+    pub fn key(&mut self, id: &str) {
+        self.record.key_id = Some(id.to_owned());
+    }
+
+    /// Records the resolved endpoint.
+    pub fn endpoint(&mut self, name: &str) {
+        self.record.endpoint = Some(name.to_owned());
+    }
+
+    /// Records the chosen target and marks the start of the upstream call.
+    pub fn upstream_begins(&mut self, provider: ProviderKind, model: &str, streamed: bool) {
+        self.provider = Some(provider);
+        self.record.provider = Some(provider.name());
+        self.record.model = Some(model.to_owned());
+        self.record.streamed = streamed;
+        self.upstream_started = Some(Instant::now());
+    }
+
+    /// Marks the end of the upstream exchange (last byte read).
+    pub fn upstream_ends(&mut self) {
+        if let Some(started) = self.upstream_started.take() {
+            self.upstream = started.elapsed();
+        }
+    }
+
+    /// Time spent upstream so far (for the timing headers).
+    pub fn upstream_elapsed(&self) -> Duration {
+        match self.upstream_started {
+            Some(started) => started.elapsed(),
+            None => self.upstream,
+        }
+    }
+
+    /// Records token usage reported by the provider.
+    pub fn usage(&mut self, usage: Usage) {
+        self.record.usage = usage;
+        self.usage_reported = true;
+    }
+
+    /// Notes a streamed chunk sent to the client; the first one sets time to first token.
+    pub fn chunk_sent(&mut self) {
+        if self.record.ttft_us.is_none() {
+            self.record.ttft_us = Some(micros(self.started.elapsed()));
+        }
+        self.streamed_chunks += 1;
+    }
+
+    /// Sets the input-token estimate used if the stream is cut before usage arrives.
+    pub fn estimate_input(&mut self, tokens: u64) {
+        if !self.usage_reported {
+            self.record.usage.input_tokens = tokens;
+        }
+    }
+
+    /// Records the cost as unknown (the raw proxy does not read tokens).
+    pub fn mark_cost_unknown(&mut self) {
+        self.cost_unknown = true;
+    }
+
+    /// Emits the record for a request that succeeded with `status`.
+    pub fn finish(mut self, status: u16) {
+        self.close(status, None);
+    }
+
+    /// Emits the record for a failed request.
+    pub fn fail(mut self, error: &ApiError) {
+        self.close(error.status.as_u16(), Some(error.code.as_str()));
+    }
+
+    fn close(&mut self, status: u16, error_type: Option<&'static str>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.upstream_ends();
+        if !self.usage_reported && self.record.streamed {
+            // Cut before the provider's usage chunk: count what reached the client.
+            self.record.usage.output_tokens = self.streamed_chunks;
+        }
+        let total = self.started.elapsed();
+        let record = &mut self.record;
+        record.status = status;
+        record.error_type = error_type;
+        record.total_latency_us = micros(total);
+        record.upstream_latency_us = micros(self.upstream);
+        record.overhead_us = micros(total.saturating_sub(self.upstream));
+        record.cost_micros = match (self.provider, record.model.as_deref()) {
+            _ if self.cost_unknown => None,
+            (Some(provider), Some(model)) => self
+                .prices
+                .lookup(provider, model)
+                .map(|price| price.cost_micros(&record.usage)),
+            _ => Some(0),
+        };
+        self.sink.record(record.clone());
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record.client_cancelled = true;
+            self.close(CLIENT_CLOSED, Some("client_cancelled"));
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The outermost layer: gives every request its id and start time, and stamps the response
+//! with `x-request-id` and the timing headers MLflow clients read
+//! (`X-MLflow-Gateway-Duration-Ms`, `X-MLflow-Gateway-Overhead-Duration-Ms`).
+//!
+//! Inserts [`RequestContext`] into the request's extensions; reads [`UpstreamTime`] from the
+//! response's extensions (set by handlers that called a provider).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Per-request facts every handler can read.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The client's `x-request-id` if usable, else a new UUIDv7.
+    pub request_id: Arc<str>,
+    /// Arrival, monotonic.
+    pub started: Instant,
+    /// Arrival, wall clock.
+    pub started_at: SystemTime,
+}
+
+/// Time spent waiting on the provider before the response headers, set by handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub Duration);
+
+/// A client id is kept if it is short, visible ASCII; anything else is replaced.
+fn usable_client_id(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(text)
+}
+
+/// The middleware.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id: Arc<str> = match request.headers().get(REQUEST_ID).and_then(usable_client_id) {
+        Some(id) => Arc::from(id),
+        None => Arc::from(uuid::Uuid::now_v7().to_string()),
+    };
+    request.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        started,
+        started_at: SystemTime::now(),
+    });
+    let mut response = next.run(request).await;
+    let total = started.elapsed();
+    let upstream = response
+        .extensions()
+        .get::<UpstreamTime>()
+        .map(|u| u.0)
+        .unwrap_or_default();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    headers.insert(
+        "x-mlflow-gateway-duration-ms",
+        HeaderValue::from(total.as_millis() as u64),
+    );
+    headers.insert(
+        "x-mlflow-gateway-overhead-duration-ms",
+        HeaderValue::from(total.saturating_sub(upstream).as_millis() as u64),
+    );
+    response
+}

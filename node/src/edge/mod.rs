@@ -1,0 +1,184 @@
+//! The edge: the HTTP API that clients call.
+//!
+//! # The request path
+//!
+//! Layers, outermost first, and what each adds to or reads from the request:
+//!
+//! 1. [`context::request_context`] — inserts [`context::RequestContext`] (request id, start
+//!    time); on the way out sets `x-request-id` and the MLflow timing headers, reading
+//!    [`context::UpstreamTime`] from the response extensions.
+//! 2. `CatchPanicLayer` — a bug in a handler becomes a 500 JSON error, never a dropped
+//!    connection.
+//! 3. The route handler. Unified and passthrough calls go through [`invoke::invoke`]:
+//!    authenticate ([`auth`]) → read and parse the body under the size limit ([`body`]) →
+//!    resolve the endpoint and operation → admit against the endpoint's limit
+//!    ([`limiter`]) → pick a target by weight → call the provider ([`crate::providers`]) →
+//!    answer as JSON, or as SSE through [`stream::MeteredStream`]. The usage record
+//!    ([`accounting::Accounting`]) is opened first and closed exactly once on every path.
+//!
+//! A request reads one [`runtime::Runtime`] snapshot (config + limiter state) taken at its
+//! start; reloads swap the snapshot atomically and never touch a request in flight.
+
+pub mod accounting;
+pub mod auth;
+pub mod body;
+pub mod context;
+pub mod error;
+pub mod invoke;
+pub mod limiter;
+pub mod routes;
+pub mod runtime;
+pub mod stream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use http::StatusCode;
+
+use crate::config::Config;
+use crate::providers::Providers;
+use crate::usage::UsageSink;
+use error::{ApiError, ErrorCode};
+use runtime::Runtime;
+
+/// The shared state of one edge. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: ArcSwap<Runtime>,
+    providers: Providers,
+    sink: Arc<dyn UsageSink>,
+    draining: AtomicBool,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("generation", &self.runtime().generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway serving `config`.
+    pub fn new(config: Config, providers: Providers, sink: Arc<dyn UsageSink>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime: ArcSwap::from_pointee(Runtime::next(config, None)),
+                providers,
+                sink,
+                draining: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
+    }
+
+    /// Swaps in a new config; requests already running keep the old one. Returns the new
+    /// generation.
+    pub fn apply(&self, config: Config) -> u64 {
+        let current = self.runtime();
+        let next = Runtime::next(config, Some(&current));
+        let generation = next.generation;
+        self.inner.runtime.store(Arc::new(next));
+        generation
+    }
+
+    /// The providers.
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
+    }
+
+    /// The usage sink.
+    pub fn sink(&self) -> Arc<dyn UsageSink> {
+        self.inner.sink.clone()
+    }
+
+    /// Marks the gateway as shutting down (`/readyz` turns 503).
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// The HTTP API.
+    pub fn router(&self) -> Router {
+        use routes::{health, mlflow, openai, proxy};
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/health", get(health::mlflow_health))
+            .route("/v1/chat/completions", post(openai::chat))
+            .route("/v1/completions", post(openai::completions))
+            .route("/v1/embeddings", post(openai::embeddings))
+            .route("/v1/models", get(openai::models))
+            .route("/gateway/mlflow/v1/chat/completions", post(openai::chat))
+            .route("/gateway/mlflow/v1/completions", post(openai::completions))
+            .route("/gateway/mlflow/v1/embeddings", post(openai::embeddings))
+            .route("/gateway/mlflow/v1/models", get(openai::models))
+            .route(
+                "/gateway/openai/v1/chat/completions",
+                post(openai::passthrough_chat),
+            )
+            .route(
+                "/gateway/openai/v1/embeddings",
+                post(openai::passthrough_embeddings),
+            )
+            .route(
+                "/gateway/openai/v1/responses",
+                post(openai::passthrough_responses),
+            )
+            .route("/gateway/proxy/{endpoint}/{*path}", any(proxy::proxy))
+            .route(
+                "/gateway/{endpoint}/mlflow/invocations",
+                post(mlflow::invocations),
+            )
+            .route(
+                "/endpoints/{endpoint}/invocations",
+                post(mlflow::invocations),
+            )
+            .route("/api/2.0/endpoints", get(mlflow::list_endpoints))
+            .route("/api/2.0/endpoints/", get(mlflow::list_endpoints))
+            .route("/api/2.0/endpoints/{name}", get(mlflow::get_endpoint))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::disable())
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ))
+            .layer(axum::middleware::from_fn(context::request_context))
+            .with_state(self.clone())
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::InvalidRequest,
+        "No such route.",
+    )
+    .into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        "Internal error.",
+    )
+    .into_response()
+}

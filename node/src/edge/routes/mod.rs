@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per API family.
+
+pub mod health;
+pub mod mlflow;
+pub mod openai;
+pub mod proxy;

@@ -1,0 +1,86 @@
+//! The body of a streamed answer: forwards the provider's SSE frames to the client as each
+//! arrives (never buffered), records usage and time to first token, turns a mid-stream
+//! failure into a final `data: {"error":...}` event, and closes the usage record when the
+//! stream ends — or, if the client disconnects, when the body is dropped, which also drops
+//! (and so cancels) the upstream request.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::accounting::Accounting;
+use super::error::ApiError;
+use crate::providers::{EventStream, StreamEvent, data_frame};
+
+/// A provider stream wired to a usage record.
+pub struct MeteredStream {
+    inner: EventStream,
+    accounting: Option<Accounting>,
+    status: u16,
+    failure: Option<ApiError>,
+}
+
+impl MeteredStream {
+    /// Wraps `inner`; `accounting` is closed when the stream ends or is dropped.
+    pub fn new(inner: EventStream, accounting: Accounting, status: u16) -> Self {
+        Self {
+            inner,
+            accounting: Some(accounting),
+            status,
+            failure: None,
+        }
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.accounting.is_none() {
+                return Poll::Ready(None);
+            }
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(StreamEvent::Frame(frame)))) => {
+                    if let Some(accounting) = this.accounting.as_mut() {
+                        accounting.chunk_sent();
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Ok(StreamEvent::Usage(usage)))) => {
+                    if let Some(accounting) = this.accounting.as_mut() {
+                        accounting.usage(usage);
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    let error = ApiError::from(err);
+                    tracing::warn!(code = error.code.as_str(), message = %error.message, "stream failed mid-answer");
+                    let frame = data_frame(error.body().to_string().as_bytes());
+                    this.failure = Some(error);
+                    this.close();
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(None) => {
+                    this.close();
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+impl MeteredStream {
+    fn close(&mut self) {
+        if let Some(accounting) = self.accounting.take() {
+            match &self.failure {
+                Some(error) => accounting.fail(error),
+                None => accounting.finish(self.status),
+            }
+        }
+    }
+}

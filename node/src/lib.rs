@@ -1,0 +1,25 @@
+//! Floodgate: a distributed LLM gateway. This crate is the `floodgate` binary's library.
+//!
+//! Module map:
+//!
+//! * [`cli`] — the command line (`dev`, `serve`, `config check`, `version`).
+//! * [`config`] — YAML (native or MLflow 2.x) → validated typed config; hot reload.
+//! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming.
+//! * [`providers`] — the provider trait, the OpenAI-compatible client and the mock.
+//! * [`pricing`] — the price table and request cost in integer micro-dollars.
+//! * [`usage`] — the per-request usage record and the sink it leaves through.
+//! * [`server`] — bind, serve, graceful shutdown.
+//! * [`http_client`] — the pooled upstream client and TLS setup.
+//! * [`telemetry`] — logging.
+//! * [`secret`] — strings that never print themselves.
+
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod http_client;
+pub mod pricing;
+pub mod providers;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod usage;

@@ -1,0 +1,109 @@
+//! What can go wrong talking to a provider. Messages never contain credentials: transport
+//! errors are stripped of their URL, and upstream bodies are read only for their message.
+
+use http::{HeaderValue, StatusCode};
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// TCP/TLS connect.
+    Connect,
+    /// Waiting for the response headers.
+    FirstByte,
+    /// The whole exchange (stream included).
+    Total,
+}
+
+impl TimeoutPhase {
+    /// Lower-case name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::FirstByte => "first byte",
+            Self::Total => "total",
+        }
+    }
+}
+
+/// A failed provider call.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Could not connect.
+    #[error("could not connect to the provider: {detail}")]
+    Connect {
+        /// Transport detail (no URL).
+        detail: String,
+    },
+    /// A timeout fired.
+    #[error("the provider did not answer within the {} timeout", .phase.name())]
+    Timeout {
+        /// Which one.
+        phase: TimeoutPhase,
+    },
+    /// The provider answered with an error status; its message is kept.
+    #[error("the provider returned HTTP {status}: {message}")]
+    Status {
+        /// Upstream status.
+        status: StatusCode,
+        /// The provider's message.
+        message: String,
+        /// The provider's error type, if given.
+        error_type: Option<String>,
+        /// The provider's error code, if given.
+        code: Option<String>,
+        /// The provider's `param`, if given.
+        param: Option<String>,
+        /// Upstream `Retry-After`, passed on to the client.
+        retry_after: Option<HeaderValue>,
+    },
+    /// The provider answered, but not in its own wire format.
+    #[error("the provider's answer was not valid: {detail}")]
+    InvalidResponse {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The connection broke after the answer began.
+    #[error("the provider connection failed mid-answer: {detail}")]
+    Interrupted {
+        /// Transport detail (no URL).
+        detail: String,
+    },
+    /// The provider cannot do this operation.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ProviderError {
+    /// Classifies a reqwest error, dropping its URL (which may carry a key in a query).
+    pub fn from_transport(err: reqwest::Error, phase: TimeoutPhase) -> Self {
+        let err = err.without_url();
+        if err.is_timeout() {
+            let phase = if err.is_connect() {
+                TimeoutPhase::Connect
+            } else {
+                phase
+            };
+            return Self::Timeout { phase };
+        }
+        let detail = source_chain(&err);
+        if err.is_connect() || phase == TimeoutPhase::FirstByte {
+            Self::Connect { detail }
+        } else {
+            Self::Interrupted { detail }
+        }
+    }
+}
+
+fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}

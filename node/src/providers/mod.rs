@@ -1,0 +1,241 @@
+//! Providers: one trait with a complete call and a streaming call, the OpenAI-compatible
+//! client (OpenAI, Azure OpenAI and every `api_base` provider) and the built-in mock.
+//!
+//! Requests arrive in OpenAI's shape (a JSON object); a provider translates to its own wire
+//! format, calls upstream, and answers in OpenAI's shape: a JSON body for complete calls, a
+//! stream of ready-framed SSE events plus the usage it saw for streaming calls.
+
+mod error;
+mod kind;
+mod mock;
+mod openai;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+pub use error::{ProviderError, TimeoutPhase};
+pub use kind::ProviderKind;
+pub use mock::MockProvider;
+pub use openai::{OpenAiProvider, authorize};
+
+use crate::config::{EndpointKind, Target, Timeouts};
+use crate::usage::Usage;
+
+/// The operation asked of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Chat completions.
+    Chat,
+    /// Text completions.
+    Completions,
+    /// Embeddings.
+    Embeddings,
+    /// OpenAI Responses API (passthrough only).
+    Responses,
+}
+
+impl Operation {
+    /// Path below the provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/chat/completions",
+            Self::Completions => "/completions",
+            Self::Embeddings => "/embeddings",
+            Self::Responses => "/responses",
+        }
+    }
+
+    /// Whether this operation is served by an endpoint of `kind`.
+    pub fn served_by(self, kind: EndpointKind) -> bool {
+        matches!(
+            (self, kind),
+            (Self::Chat | Self::Responses, EndpointKind::Chat)
+                | (Self::Completions, EndpointKind::Completions)
+                | (Self::Embeddings, EndpointKind::Embeddings)
+        )
+    }
+}
+
+impl From<EndpointKind> for Operation {
+    fn from(kind: EndpointKind) -> Self {
+        match kind {
+            EndpointKind::Chat => Self::Chat,
+            EndpointKind::Completions => Self::Completions,
+            EndpointKind::Embeddings => Self::Embeddings,
+        }
+    }
+}
+
+/// One call to a provider.
+#[derive(Debug)]
+pub struct ProviderRequest<'a> {
+    /// Operation.
+    pub op: Operation,
+    /// The chosen target.
+    pub target: &'a Target,
+    /// The client's OpenAI-shaped body; `model` is already the target's model.
+    pub body: Map<String, Value>,
+    /// Whether the client asked for usage in the stream (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+    /// Timeouts for this endpoint.
+    pub timeouts: Timeouts,
+    /// The client's headers, read only for `credentials.from_header`.
+    pub client_headers: &'a HeaderMap,
+}
+
+/// A complete (non-streaming) answer in OpenAI's shape.
+#[derive(Debug)]
+pub struct Completion {
+    /// The response body.
+    pub body: Map<String, Value>,
+    /// Tokens reported.
+    pub usage: Usage,
+}
+
+/// One item of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// A complete SSE event, framed (`data: ...\n\n`), to send to the client as is.
+    Frame(Bytes),
+    /// Usage seen in the stream (not sent; the frame carrying it is sent only when the
+    /// client asked for usage).
+    Usage(Usage),
+}
+
+/// A streamed answer.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// A provider: one complete call, one streaming call.
+pub trait Provider: Send + Sync {
+    /// Calls the provider and waits for the whole answer.
+    fn complete(
+        &self,
+        request: ProviderRequest<'_>,
+    ) -> impl Future<Output = Result<Completion, ProviderError>> + Send;
+
+    /// Calls the provider and returns its answer as a stream of SSE frames once the
+    /// response has started.
+    fn stream(
+        &self,
+        request: ProviderRequest<'_>,
+    ) -> impl Future<Output = Result<EventStream, ProviderError>> + Send;
+}
+
+/// Every provider implementation, chosen by the target's [`ProviderKind`].
+#[derive(Debug, Clone)]
+pub struct Providers {
+    openai: OpenAiProvider,
+    mock: MockProvider,
+}
+
+impl Providers {
+    /// Builds the providers around one pooled HTTP client.
+    pub fn new(client: reqwest::Client) -> Self {
+        Self {
+            openai: OpenAiProvider::new(client),
+            mock: MockProvider,
+        }
+    }
+
+    /// The shared HTTP client (for the raw proxy).
+    pub fn http(&self) -> &reqwest::Client {
+        self.openai.http()
+    }
+
+    /// A complete call, bounded by the total timeout.
+    pub async fn complete(
+        &self,
+        request: ProviderRequest<'_>,
+    ) -> Result<Completion, ProviderError> {
+        let total = request.timeouts.total;
+        let call = async {
+            match request.target.provider {
+                ProviderKind::Mock => self.mock.complete(request).await,
+                _ => self.openai.complete(request).await,
+            }
+        };
+        tokio::time::timeout(total, call)
+            .await
+            .unwrap_or(Err(ProviderError::Timeout {
+                phase: TimeoutPhase::Total,
+            }))
+    }
+
+    /// A streaming call; the returned stream ends with a total-timeout error if the answer
+    /// outlives the endpoint's total timeout.
+    pub async fn stream(&self, request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
+        let deadline = tokio::time::Instant::now() + request.timeouts.total;
+        let call = async {
+            match request.target.provider {
+                ProviderKind::Mock => self.mock.stream(request).await,
+                _ => self.openai.stream(request).await,
+            }
+        };
+        let stream = tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or(Err(ProviderError::Timeout {
+                phase: TimeoutPhase::Total,
+            }))?;
+        Ok(with_deadline(stream, deadline))
+    }
+}
+
+/// Ends `stream` with a total-timeout error at `deadline`.
+fn with_deadline(stream: EventStream, deadline: tokio::time::Instant) -> EventStream {
+    let state = (stream, false);
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(mut stream, done)| async move {
+            if done {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut stream)).await {
+                Ok(Some(item)) => Some((item, (stream, false))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(ProviderError::Timeout {
+                        phase: TimeoutPhase::Total,
+                    }),
+                    (stream, true),
+                )),
+            }
+        },
+    ))
+}
+
+/// Reads usage from an OpenAI-shaped `usage` object (chat, completions, embeddings and the
+/// Responses API's field names).
+pub fn usage_from_openai(usage: &Value) -> Option<Usage> {
+    let object = usage.as_object()?;
+    let number = |key: &str| object.get(key).and_then(Value::as_u64);
+    let input = number("prompt_tokens").or_else(|| number("input_tokens"))?;
+    let output = number("completion_tokens")
+        .or_else(|| number("output_tokens"))
+        .unwrap_or(0);
+    let cached = ["prompt_tokens_details", "input_tokens_details"]
+        .iter()
+        .find_map(|key| object.get(*key)?.get("cached_tokens")?.as_u64())
+        .unwrap_or(0);
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: cached,
+    })
+}
+
+/// Frames one SSE `data:` event.
+pub fn data_frame(data: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+/// The terminal `data: [DONE]` frame of OpenAI streams.
+pub const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
