@@ -63,10 +63,10 @@ enum ConfigCommand {
 }
 
 const DEV_BANNER: &str = "\
-*******************************************************************************
-*  FLOODGATE DEVELOPMENT MODE: no authentication, built-in mock provider only.  *
-*  Do not expose this to a network. Use `floodgate serve --config FILE`.      *
-*******************************************************************************";
+*********************************************************************************
+* FLOODGATE DEVELOPMENT MODE: no authentication, built-in mock provider only.   *
+* Do not expose this to a network. Use `floodgate serve --config FILE`.         *
+*********************************************************************************";
 
 impl Cli {
     /// Runs the command.

@@ -33,6 +33,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_target(true);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

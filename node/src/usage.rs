@@ -54,7 +54,9 @@ pub struct UsageRecord {
     pub model: Option<String>,
     /// Gateway key id (never the key).
     pub key_id: Option<String>,
-    /// HTTP status returned to the client (499 when the client went away first).
+    /// HTTP status returned to the client; 499 when the client went away first; for a
+    /// stream that failed after it began (the client saw 200, then an error event), the
+    /// status the error maps to, so failed streams count as failures.
     pub status: u16,
     /// Stable error code when the request failed.
     pub error_type: Option<&'static str>,

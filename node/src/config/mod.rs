@@ -71,9 +71,13 @@ impl ConfigError {
     /// Replaces every occurrence of a secret in the message with `***`.
     fn scrub(self, secrets: &[String]) -> Self {
         let clean = |text: String| {
-            secrets
-                .iter()
-                .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
+            secrets.iter().fold(text, |text, secret| {
+                // serde quotes values with `{:?}`, which escapes `"`, `\` and control
+                // characters: scrub that spelling too.
+                let quoted = format!("{secret:?}");
+                let escaped = &quoted[1..quoted.len() - 1];
+                text.replace(secret.as_str(), "***").replace(escaped, "***")
+            })
         };
         match self {
             Self::Syntax(message) => Self::Syntax(clean(message)),

@@ -120,12 +120,15 @@ impl Accounting {
         self.usage_reported = true;
     }
 
-    /// Notes a streamed chunk sent to the client; the first one sets time to first token.
-    pub fn chunk_sent(&mut self) {
+    /// Notes a streamed event sent to the client; the first one sets time to first token,
+    /// and events that carry output (not the terminal `[DONE]`) feed the output estimate.
+    pub fn chunk_sent(&mut self, carries_output: bool) {
         if self.record.ttft_us.is_none() {
             self.record.ttft_us = Some(micros(self.started.elapsed()));
         }
-        self.streamed_chunks += 1;
+        if carries_output {
+            self.streamed_chunks += 1;
+        }
     }
 
     /// Sets the input-token estimate used if the stream is cut before usage arrives.
@@ -181,7 +184,13 @@ impl Accounting {
 
 impl Drop for Accounting {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        if std::thread::panicking() {
+            // A bug unwound the handler: the client gets a 500 from the catch-panic layer.
+            self.close(500, Some("internal_error"));
+        } else {
             self.record.client_cancelled = true;
             self.close(CLIENT_CLOSED, Some("client_cancelled"));
         }

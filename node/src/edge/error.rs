@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::providers::ProviderError;
@@ -111,6 +111,8 @@ struct Detail {
     upstream: Option<(Option<String>, Option<String>)>,
     /// `Retry-After` to send.
     retry_after: Option<HeaderValue>,
+    /// Other headers to send (the `x-ratelimit-*` headers of a 429).
+    headers: HeaderMap,
 }
 
 impl ApiError {
@@ -137,6 +139,12 @@ impl ApiError {
     /// Sets the `Retry-After` header to send.
     pub fn retry_after(mut self, value: HeaderValue) -> Self {
         self.detail_mut().retry_after = Some(value);
+        self
+    }
+
+    /// Adds headers to send with the error.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.detail_mut().headers.extend(headers);
         self
     }
 
@@ -197,6 +205,7 @@ impl From<ProviderError> for ApiError {
                     param,
                     upstream: Some((error_type, code)),
                     retry_after,
+                    headers: HeaderMap::new(),
                 })),
             },
             ProviderError::InvalidResponse { .. } => Self::new(
@@ -221,10 +230,13 @@ impl From<ProviderError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(retry_after) = self.detail.and_then(|d| d.retry_after) {
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, retry_after);
+        if let Some(detail) = self.detail {
+            if let Some(retry_after) = detail.retry_after {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, retry_after);
+            }
+            response.headers_mut().extend(detail.headers);
         }
         response
     }

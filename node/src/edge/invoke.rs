@@ -235,6 +235,8 @@ async fn admit(
         Some(limiter) => {
             let admission = limiter.admit();
             if !admission.allowed {
+                let mut headers = HeaderMap::new();
+                rate_limit_headers(&mut headers, &admission);
                 let error = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::RateLimitExceeded,
@@ -245,7 +247,8 @@ async fn admit(
                         endpoint.name
                     ),
                 )
-                .retry_after(HeaderValue::from(admission.reset.as_secs().max(1)));
+                .retry_after(HeaderValue::from(admission.reset.as_secs().max(1)))
+                .headers(headers);
                 return Err(error);
             }
             Some(admission)

@@ -13,7 +13,7 @@ use futures::Stream;
 
 use super::accounting::Accounting;
 use super::error::ApiError;
-use crate::providers::{EventStream, StreamEvent, data_frame};
+use crate::providers::{DONE_FRAME, EventStream, StreamEvent, data_frame};
 
 /// A provider stream wired to a usage record.
 pub struct MeteredStream {
@@ -48,7 +48,7 @@ impl Stream for MeteredStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(StreamEvent::Frame(frame)))) => {
                     if let Some(accounting) = this.accounting.as_mut() {
-                        accounting.chunk_sent();
+                        accounting.chunk_sent(frame.as_ref() != DONE_FRAME);
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }

@@ -78,10 +78,13 @@ impl ProviderError {
     pub fn from_transport(err: reqwest::Error, phase: TimeoutPhase) -> Self {
         let err = err.without_url();
         if err.is_timeout() {
+            // reqwest's only timeouts are the client's connect timeout and each request's
+            // `.timeout(total)`; the first-byte timeout is enforced outside reqwest, so a
+            // reqwest timeout that is not a connect timeout is the total one.
             let phase = if err.is_connect() {
                 TimeoutPhase::Connect
             } else {
-                phase
+                TimeoutPhase::Total
             };
             return Self::Timeout { phase };
         }

@@ -74,7 +74,8 @@ impl OpenAiProvider {
         if response.status().is_success() {
             Ok(response)
         } else {
-            Err(status_error(response).await)
+            let key = credential(request.target, request.client_headers);
+            Err(status_error(response, key.as_deref()).await)
         }
     }
 }
@@ -97,22 +98,26 @@ pub fn upstream_url(target: &Target, op: Operation) -> String {
     }
 }
 
-/// Adds the target's credentials (never the client's gateway key).
-pub fn authorize(
-    builder: reqwest::RequestBuilder,
-    target: &Target,
-    client_headers: &http::HeaderMap,
-) -> reqwest::RequestBuilder {
-    let key = match &target.credentials {
+/// The provider key a call to `target` uses.
+fn credential(target: &Target, client_headers: &http::HeaderMap) -> Option<String> {
+    match &target.credentials {
         Credentials::None => None,
         Credentials::ApiKey(secret) => Some(secret.expose().to_owned()),
         Credentials::FromClientHeader(name) => client_headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned()),
-    };
+    }
+}
+
+/// Adds the target's credentials (never the client's gateway key).
+pub fn authorize(
+    builder: reqwest::RequestBuilder,
+    target: &Target,
+    client_headers: &http::HeaderMap,
+) -> reqwest::RequestBuilder {
     let mut builder = builder;
-    if let Some(key) = key {
+    if let Some(key) = credential(target, client_headers) {
         builder = match &target.azure {
             Some(azure) if !azure.bearer => builder.header("api-key", key),
             _ => builder.bearer_auth(key),
@@ -125,8 +130,9 @@ pub fn authorize(
 }
 
 /// Turns an upstream error response into [`ProviderError::Status`], keeping the provider's
-/// message, type, code and `Retry-After`.
-async fn status_error(response: reqwest::Response) -> ProviderError {
+/// message, type, code and `Retry-After`. Some providers echo the presented key in their
+/// 401 message: the key used is scrubbed from the message before it goes anywhere.
+async fn status_error(response: reqwest::Response, key: Option<&str>) -> ProviderError {
     let status = response.status();
     let retry_after = response.headers().get(RETRY_AFTER).cloned();
     let body = read_capped(response, MAX_ERROR_BODY).await;
@@ -148,6 +154,12 @@ async fn status_error(response: reqwest::Response) -> ProviderError {
                 status.as_u16()
             )
         });
+    let message = match key {
+        Some(key) if key.len() >= 8 => {
+            message.replace(key, &crate::secret::Secret::new(key).masked())
+        }
+        _ => message,
+    };
     ProviderError::Status {
         status,
         message,
@@ -206,6 +218,9 @@ impl Provider for OpenAiProvider {
             if let Some(options) = options.as_object_mut() {
                 options.insert("include_usage".into(), Value::Bool(true));
             }
+        } else if !request.target.provider.accepts_stream_options() {
+            // The provider rejects the field: never forward the client's either.
+            body.remove("stream_options");
         }
         let response = self.send(&request, &body, true).await?;
         let is_sse = response

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use http::{HeaderMap, Method, StatusCode};
 
+use crate::config::Credentials;
 use crate::edge::Gateway;
 use crate::edge::accounting::Accounting;
 use crate::edge::auth::authenticate;
@@ -98,9 +99,15 @@ pub async fn proxy(
         url.push('?');
         url.push_str(&query);
     }
+    // The client header that carries a `from_header` provider key is sent only as the
+    // provider's auth header, never under its own name.
+    let credential_header = match &target.credentials {
+        Credentials::FromClientHeader(name) => Some(name),
+        _ => None,
+    };
     let mut forwarded = HeaderMap::new();
     for (name, value) in &headers {
-        if !DROPPED_REQUEST_HEADERS.contains(&name.as_str()) {
+        if !DROPPED_REQUEST_HEADERS.contains(&name.as_str()) && Some(name) != credential_header {
             forwarded.append(name.clone(), value.clone());
         }
     }

@@ -1,0 +1,167 @@
+//! Shared test support: a real edge started in process on `127.0.0.1:0`, a usage sink that
+//! keeps records for assertions, and condition waits with deadlines (never bare sleeps).
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floodgate::config::{self, Config, Mode};
+use floodgate::edge::Gateway;
+use floodgate::providers::Providers;
+use floodgate::usage::{UsageRecord, UsageSink};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A usage sink that keeps every record.
+#[derive(Default)]
+pub struct Recorder {
+    records: Mutex<Vec<UsageRecord>>,
+    added: Notify,
+}
+
+impl UsageSink for Recorder {
+    fn record(&self, record: UsageRecord) {
+        self.records.lock().unwrap().push(record);
+        self.added.notify_waiters();
+    }
+}
+
+impl Recorder {
+    /// Every record so far.
+    pub fn all(&self) -> Vec<UsageRecord> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` records exist, then returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<UsageRecord> {
+        wait_until("usage records", || {
+            let all = self.all();
+            (all.len() >= n).then_some(all)
+        })
+        .await
+    }
+
+    /// Waits for the record of `request_id`.
+    pub async fn wait_for_request(&self, request_id: &str) -> UsageRecord {
+        wait_until("the request's usage record", || {
+            self.all().into_iter().find(|r| r.request_id == request_id)
+        })
+        .await
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`].
+pub async fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Awaits `future`, failing the test after [`DEADLINE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Parses config text in serve mode with the given environment.
+pub fn config(yaml: &str, env: &[(&str, &str)]) -> Config {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    config::load_str(yaml, Mode::Serve, &env)
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+}
+
+/// A running edge.
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state (for reloads).
+    pub gateway: Gateway,
+    /// Every usage record it produced.
+    pub usage: Arc<Recorder>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<bool>>>,
+}
+
+impl TestGateway {
+    /// Starts an edge serving `config` on `127.0.0.1:0`.
+    pub async fn start(config: Config) -> Self {
+        let grace = config.shutdown_grace;
+        let client = floodgate::http_client::build(config.timeouts.connect).unwrap();
+        let usage = Arc::new(Recorder::default());
+        let gateway = Gateway::new(config, Providers::new(client), usage.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(floodgate::server::run(
+            listener,
+            gateway.clone(),
+            async {
+                let _ = signal.await;
+            },
+            grace,
+        ));
+        Self {
+            addr,
+            gateway,
+            usage,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// Starts an edge from YAML (serve mode) with `env` as the environment.
+    pub async fn from_yaml(yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start(config(yaml, env)).await
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown and waits for the server; returns whether it drained in time.
+    pub async fn shutdown(mut self) -> bool {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let task = self.task.take().unwrap();
+        within("server shutdown", task).await.unwrap().unwrap()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A plain HTTP client for talking to the edge.
+pub fn client() -> reqwest::Client {
+    floodgate::http_client::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap()
+}
