@@ -1,18 +1,29 @@
-//! Running an edge: bind, serve, and shut down gracefully.
+//! Running an edge: the accept loop, HTTP/1.1 and HTTP/2 (h2c) connections, and graceful
+//! shutdown. The server owns every connection task, so shutdown can wait for them and, when
+//! the grace period runs out, close them — each closed request still writes its usage
+//! record (as cancelled) before the caller flushes the sink.
 //!
-//! Shutdown phases: (1) the shutdown future resolves; (2) `/readyz` turns 503 and the
-//! listener stops accepting; (3) in-flight requests and streams finish, for at most the
-//! grace period; (4) whatever is still open is dropped (each dropped request still emits
-//! its usage record, as cancelled); (5) the caller flushes the usage sink and logs.
+//! Shutdown phases: (1) the shutdown future resolves; (2) the listener closes and `/readyz`
+//! turns 503; (3) every connection is asked to finish (HTTP/1: after the current response;
+//! HTTP/2: GOAWAY) and in-flight requests and streams run to completion, for at most the
+//! grace period; (4) connections still open are aborted; (5) the caller flushes the usage
+//! sink and the logs.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinSet;
 
 use crate::edge::Gateway;
+
+/// Pause after an accept error (e.g. out of file descriptors) before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains for up to `grace`.
 /// Returns whether every in-flight request finished within the grace period.
@@ -22,33 +33,54 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<bool> {
-    let stop_accepting = CancellationToken::new();
-    let serve = axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let serve = tokio::spawn(serve.into_future());
-    tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => return join_result(result).map(|()| true),
-        () = shutdown => {}
-    }
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "shutting down: draining in-flight requests"
-    );
-    gateway.start_draining();
-    stop_accepting.cancel();
-    match tokio::time::timeout(grace, &mut serve).await {
-        Ok(result) => join_result(result).map(|()| true),
-        Err(_) => {
-            tracing::warn!("grace period over: closing the requests still open");
-            serve.abort();
-            Ok(false)
+    let service = TowerToHyperService::new(gateway.router());
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    let _ = connection.await;
+                });
+            }
         }
     }
-}
-
-fn join_result(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
-    result.map_err(std::io::Error::other)?
+    drop(listener);
+    gateway.start_draining();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        connections = connections.len(),
+        "shutting down: draining in-flight requests"
+    );
+    let drained = tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok();
+    if !drained {
+        tracing::warn!(
+            connections = connections.len(),
+            "grace period over: closing the requests still open"
+        );
+        connections.abort_all();
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(drained)
 }
 
 /// Binds the configured address.
