@@ -87,8 +87,9 @@ where
             last = current;
             match load_file(&file, mode, env.as_ref()) {
                 Ok(config) => {
-                    tracing::info!(path = %file.display(), endpoints = config.endpoints.len(), "config reloaded");
+                    let endpoints = config.endpoints.len();
                     apply(config);
+                    tracing::info!(path = %file.display(), endpoints, "config reloaded");
                 }
                 Err(error) => {
                     tracing::warn!(path = %file.display(), %error, "config change ignored: the previous config keeps serving");
