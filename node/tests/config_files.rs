@@ -9,45 +9,9 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client};
+use common::{TestGateway, client, send};
 use floodgate::config::{self, ConfigError, Mode};
-use http::HeaderMap;
-use serde_json::{Value, json};
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("missing header {name}; got {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = common::within("the edge's answer", request.send())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = common::within("the edge's body", response.text())
-        .await
-        .unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
-}
+use serde_json::json;
 
 /// An MLflow 2.x gateway config, as `mlflow gateway start --config-path` reads it, with
 /// Floodgate's own top-level keys (and one native endpoint) beside it.

@@ -7,8 +7,7 @@ mod common;
 
 use base64::Engine;
 use common::upstream::{Seen, UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client};
-use http::HeaderMap;
+use common::{Reply, TestGateway, client, send};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -18,39 +17,6 @@ const KEY_A: &str = "fg-team-a-key-1111111111";
 const KEY_B: &str = "fg-team-b-key-2222222222";
 /// A provider key a client might send.
 const CLIENT_PROVIDER_KEY: &str = "sk-client-own-provider-key-999";
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Reply {
-    fn code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error code in {}", self.text))
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = common::within("the edge's answer", request.send())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = common::within("the edge's body", response.text())
-        .await
-        .unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
-}
 
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())

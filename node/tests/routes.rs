@@ -9,55 +9,12 @@
 mod common;
 
 use common::upstream::{self, Seen, UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client};
+use common::{Reply, TestGateway, client, send};
 use floodgate::usage::RouteKind;
-use http::HeaderMap;
 use serde_json::{Value, json};
 
 /// The gateway key used by the shared fixture.
 const GW_KEY: &str = "fg-routes-gateway-key-0042";
-
-/// One answer from the edge, fully read.
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("missing header {name}; got {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_else(|| {
-            panic!("no error code in {}", self.text);
-        })
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = common::within("the edge's answer", request.send())
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = common::within("the edge's body", response.text())
-        .await
-        .unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
-}
 
 /// A YAML endpoint with one OpenAI-wire target at `base` holding the upstream key.
 fn endpoint(name: &str, kind: &str, provider: &str, model: &str, base: &str) -> String {

@@ -153,6 +153,13 @@ impl Accounting {
         self.close(error.status.as_u16(), Some(error.code.as_str()));
     }
 
+    /// Records the failure and turns it into the client's error response.
+    pub fn reject(self, error: impl Into<ApiError>) -> axum::response::Response {
+        let error = error.into();
+        self.fail(&error);
+        axum::response::IntoResponse::into_response(error)
+    }
+
     fn close(&mut self, status: u16, error_type: Option<&'static str>) {
         if self.done {
             return;

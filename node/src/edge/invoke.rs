@@ -80,10 +80,7 @@ pub async fn invoke(
     );
     let admitted = match admit(&runtime, &spec, &headers, body, &mut accounting).await {
         Ok(admitted) => admitted,
-        Err(error) => {
-            accounting.fail(&error);
-            return error.into_response();
-        }
+        Err(error) => return accounting.reject(error),
     };
     let Admitted {
         endpoint,
@@ -128,11 +125,7 @@ pub async fn invoke(
                 response.extensions_mut().insert(UpstreamTime(upstream));
                 response
             }
-            Err(err) => {
-                let error = ApiError::from(err);
-                accounting.fail(&error);
-                error.into_response()
-            }
+            Err(err) => accounting.reject(err),
         }
     } else {
         match gateway.providers().complete(request).await {
@@ -152,11 +145,7 @@ pub async fn invoke(
                 response.extensions_mut().insert(UpstreamTime(upstream));
                 response
             }
-            Err(err) => {
-                let error = ApiError::from(err);
-                accounting.fail(&error);
-                error.into_response()
-            }
+            Err(err) => accounting.reject(err),
         }
     };
     if let Some(value) = target_header {

@@ -117,30 +117,41 @@ impl Gateway {
 
     /// The HTTP API.
     pub fn router(&self) -> Router {
+        use crate::providers::Operation::{Chat, Completions, Embeddings, Responses};
+        use routes::openai::{passthrough, unified};
         use routes::{health, mlflow, openai, proxy};
         Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/health", get(health::mlflow_health))
-            .route("/v1/chat/completions", post(openai::chat))
-            .route("/v1/completions", post(openai::completions))
-            .route("/v1/embeddings", post(openai::embeddings))
+            .route("/v1/chat/completions", openai::serve(unified(Chat)))
+            .route("/v1/completions", openai::serve(unified(Completions)))
+            .route("/v1/embeddings", openai::serve(unified(Embeddings)))
             .route("/v1/models", get(openai::models))
-            .route("/gateway/mlflow/v1/chat/completions", post(openai::chat))
-            .route("/gateway/mlflow/v1/completions", post(openai::completions))
-            .route("/gateway/mlflow/v1/embeddings", post(openai::embeddings))
+            .route(
+                "/gateway/mlflow/v1/chat/completions",
+                openai::serve(unified(Chat)),
+            )
+            .route(
+                "/gateway/mlflow/v1/completions",
+                openai::serve(unified(Completions)),
+            )
+            .route(
+                "/gateway/mlflow/v1/embeddings",
+                openai::serve(unified(Embeddings)),
+            )
             .route("/gateway/mlflow/v1/models", get(openai::models))
             .route(
                 "/gateway/openai/v1/chat/completions",
-                post(openai::passthrough_chat),
+                openai::serve(passthrough(Chat)),
             )
             .route(
                 "/gateway/openai/v1/embeddings",
-                post(openai::passthrough_embeddings),
+                openai::serve(passthrough(Embeddings)),
             )
             .route(
                 "/gateway/openai/v1/responses",
-                post(openai::passthrough_responses),
+                openai::serve(passthrough(Responses)),
             )
             .route("/gateway/proxy/{endpoint}/{*path}", any(proxy::proxy))
             .route(

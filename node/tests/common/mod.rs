@@ -165,3 +165,48 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// One answer from the edge, fully read.
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Body as JSON (`Null` when it is not JSON).
+    pub body: serde_json::Value,
+    /// Body as text.
+    pub text: String,
+}
+
+impl Reply {
+    /// A header that must be present.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("missing header {name}; got {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.text))
+    }
+}
+
+/// Sends a request and reads the whole answer, with deadlines.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = within("the edge's answer", request.send()).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = within("the edge's body", response.text()).await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}

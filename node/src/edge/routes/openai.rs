@@ -5,6 +5,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -15,7 +16,9 @@ use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, invoke};
 use crate::providers::Operation;
 use crate::usage::RouteKind;
 
-fn unified(op: Operation) -> CallSpec {
+/// A unified (OpenAI-shaped, `provider` added) call of `op`; the body's `model` names the
+/// endpoint.
+pub fn unified(op: Operation) -> CallSpec {
     CallSpec {
         route: RouteKind::Unified,
         endpoint: EndpointFrom::BodyModel,
@@ -23,106 +26,25 @@ fn unified(op: Operation) -> CallSpec {
     }
 }
 
-fn passthrough(op: Operation) -> CallSpec {
+/// An OpenAI passthrough call of `op`: the provider's own answer, unchanged but the model.
+pub fn passthrough(op: Operation) -> CallSpec {
     CallSpec {
         route: RouteKind::Passthrough,
         ..unified(op)
     }
 }
 
-/// `POST /v1/chat/completions`, `POST /gateway/mlflow/v1/chat/completions`.
-pub async fn chat(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(&gateway, context, unified(Operation::Chat), headers, body).await
-}
-
-/// `POST /v1/completions`.
-pub async fn completions(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(
-        &gateway,
-        context,
-        unified(Operation::Completions),
-        headers,
-        body,
+/// A `POST` route serving `spec` through [`invoke`].
+pub fn serve(spec: CallSpec) -> MethodRouter<Gateway> {
+    post(
+        move |State(gateway): State<Gateway>,
+              Extension(context): Extension<RequestContext>,
+              headers: HeaderMap,
+              body: Body| {
+            let spec = spec.clone();
+            async move { invoke(&gateway, context, spec, headers, body).await }
+        },
     )
-    .await
-}
-
-/// `POST /v1/embeddings`, `POST /gateway/mlflow/v1/embeddings`.
-pub async fn embeddings(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(
-        &gateway,
-        context,
-        unified(Operation::Embeddings),
-        headers,
-        body,
-    )
-    .await
-}
-
-/// `POST /gateway/openai/v1/chat/completions`: native OpenAI in and out.
-pub async fn passthrough_chat(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(
-        &gateway,
-        context,
-        passthrough(Operation::Chat),
-        headers,
-        body,
-    )
-    .await
-}
-
-/// `POST /gateway/openai/v1/embeddings`.
-pub async fn passthrough_embeddings(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(
-        &gateway,
-        context,
-        passthrough(Operation::Embeddings),
-        headers,
-        body,
-    )
-    .await
-}
-
-/// `POST /gateway/openai/v1/responses`: the Responses API.
-pub async fn passthrough_responses(
-    State(gateway): State<Gateway>,
-    Extension(context): Extension<RequestContext>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    invoke(
-        &gateway,
-        context,
-        passthrough(Operation::Responses),
-        headers,
-        body,
-    )
-    .await
 }
 
 /// `GET /v1/models`, `GET /gateway/mlflow/v1/models`: the endpoints this key may call.

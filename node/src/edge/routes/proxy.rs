@@ -79,10 +79,7 @@ pub async fn proxy(
     .await;
     let (endpoint, bytes) = match prepared {
         Ok(ok) => ok,
-        Err(error) => {
-            accounting.fail(&error);
-            return error.into_response();
-        }
+        Err(error) => return accounting.reject(error),
     };
     let target = endpoint.pick_target(fastrand::u32(0..endpoint.total_weight));
     if target.provider == ProviderKind::Mock {
@@ -91,8 +88,7 @@ pub async fn proxy(
             ErrorCode::UnsupportedOperation,
             "The raw proxy needs a network provider; this endpoint's target is the built-in mock.",
         );
-        accounting.fail(&error);
-        return error.into_response();
+        return accounting.reject(error);
     }
     let mut url = format!("{}/{}", target.api_base, path.trim_start_matches('/'));
     if let Some(query) = query {
@@ -130,11 +126,7 @@ pub async fn proxy(
     };
     let upstream = match upstream {
         Ok(upstream) => upstream,
-        Err(err) => {
-            let error = ApiError::from(err);
-            accounting.fail(&error);
-            return error.into_response();
-        }
+        Err(err) => return accounting.reject(err),
     };
     let status = upstream.status();
     let mut response = Response::builder().status(status);
