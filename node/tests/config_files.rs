@@ -394,9 +394,9 @@ endpoints:
 fn mlflow_entries_are_checked_too() {
     let cases = [
         (
-            "model:\n      provider: anthropic\n      name: claude\n      config: {anthropic_api_key: k}",
+            "model:\n      provider: mosaicml\n      name: mpt-7b\n      config: {mosaicml_api_key: k}",
             "endpoints[0]",
-            "anthropic",
+            "mosaicml",
         ),
         (
             "model:\n      provider: openai\n      name: gpt-4o\n      config: {openai_api_key: k, openai_api_bse: x}",

@@ -124,22 +124,38 @@ impl MlflowModel {
                     model: self.name,
                     api_base: base,
                     credentials: credentials(key),
-                    weight: None,
                     azure,
                     organization,
+                    ..RawTarget::default()
                 }
             }
-            "mistral" | "togetherai" => {
+            "mistral" | "togetherai" | "anthropic" | "cohere" | "gemini" => {
                 let prefix = self.provider.clone();
                 let key = config.take(&format!("{prefix}_api_key"))?;
                 RawTarget {
                     provider: self.provider,
                     model: self.name,
-                    api_base: None,
                     credentials: credentials(key),
-                    weight: None,
-                    azure: None,
-                    organization: None,
+                    ..RawTarget::default()
+                }
+            }
+            "bedrock" | "amazon-bedrock" => {
+                let aws = config.take_map("aws_config")?;
+                let mut aws = ConfigKeys(aws);
+                let region = aws.take("aws_region")?;
+                let credentials = RawCredentials {
+                    aws_access_key_id: aws.take("aws_access_key_id")?,
+                    aws_secret_access_key: aws.take("aws_secret_access_key")?,
+                    aws_session_token: aws.take("aws_session_token")?,
+                    ..RawCredentials::default()
+                };
+                aws.finish_in("aws_config")?;
+                RawTarget {
+                    provider: "bedrock".to_owned(),
+                    model: self.name,
+                    region,
+                    credentials,
+                    ..RawTarget::default()
                 }
             }
             other => return Err(MlflowError::UnsupportedProvider(other.to_owned())),
@@ -152,7 +168,7 @@ impl MlflowModel {
 fn credentials(key: Option<String>) -> RawCredentials {
     RawCredentials {
         api_key: key.map(read_key_file),
-        from_header: None,
+        ..RawCredentials::default()
     }
 }
 
@@ -184,11 +200,30 @@ impl ConfigKeys {
         }
     }
 
+    fn take_map(&mut self, key: &str) -> Result<Map<String, Value>, MlflowError> {
+        match self.0.remove(key) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(map)) => Ok(map),
+            Some(_) => Err(MlflowError::ConfigKey {
+                key: key.to_owned(),
+                problem: "must be a mapping",
+            }),
+        }
+    }
+
     fn finish(self) -> Result<(), MlflowError> {
+        self.finish_in("")
+    }
+
+    fn finish_in(self, parent: &str) -> Result<(), MlflowError> {
         match self.0.keys().next() {
             None => Ok(()),
-            Some(key) => Err(MlflowError::ConfigKey {
+            Some(key) if parent.is_empty() => Err(MlflowError::ConfigKey {
                 key: key.clone(),
+                problem: "unknown key for this provider",
+            }),
+            Some(key) => Err(MlflowError::ConfigKey {
+                key: format!("{parent}.{key}"),
                 problem: "unknown key for this provider",
             }),
         }

@@ -7,6 +7,7 @@ mod env;
 mod mlflow;
 mod model;
 mod raw;
+mod target;
 mod validate;
 pub mod watch;
 

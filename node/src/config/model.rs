@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::pricing::PriceTable;
+use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
 
@@ -185,6 +185,15 @@ pub struct Target {
     pub azure: Option<AzureTarget>,
     /// `OpenAI-Organization` header, if set.
     pub organization: Option<String>,
+    /// Cloud region (Bedrock: `us-east-1`; Vertex: `us-central1`).
+    pub region: Option<String>,
+    /// Cloud project (Vertex).
+    pub project: Option<String>,
+    /// `max_tokens` sent when the client gives none, for providers that require it
+    /// (Anthropic); also the cap the gateway enforces for this target, if set.
+    pub max_tokens: Option<u64>,
+    /// Price override for this target (else the price table).
+    pub price: Option<ModelPrice>,
 }
 
 /// Upstream credentials for one target.
@@ -197,6 +206,18 @@ pub enum Credentials {
     /// Forward the value of this client request header as the provider key. Configured
     /// explicitly; the gateway never forwards client credentials otherwise.
     FromClientHeader(http::HeaderName),
+    /// AWS access keys, for SigV4 signing (Bedrock).
+    Aws {
+        /// `AWS_ACCESS_KEY_ID`.
+        access_key_id: String,
+        /// `AWS_SECRET_ACCESS_KEY`.
+        secret_access_key: Secret,
+        /// `AWS_SESSION_TOKEN`, for temporary credentials.
+        session_token: Option<Secret>,
+    },
+    /// A Google service-account key (the JSON document), exchanged for OAuth2 access
+    /// tokens (Vertex AI).
+    ServiceAccount(Secret),
 }
 
 /// Azure OpenAI deployment addressing.

@@ -107,7 +107,7 @@ pub struct RawEndpoint {
 }
 
 /// A native target.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     /// Provider name.
@@ -129,6 +129,31 @@ pub struct RawTarget {
     /// `OpenAI-Organization` header.
     #[serde(default)]
     pub organization: Option<String>,
+    /// Cloud region (Bedrock, Vertex).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Cloud project (Vertex).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Default and cap for `max_tokens`.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Price override, USD per million tokens.
+    #[serde(default)]
+    pub price: Option<RawTargetPrice>,
+}
+
+/// A per-target price, USD per million tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetPrice {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Cached input tokens (defaults to `input`).
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Output tokens.
+    pub output: f64,
 }
 
 /// Credentials as written: a key, or the name of a client header to forward.
@@ -141,6 +166,21 @@ pub struct RawCredentials {
     /// Forward this client header's value as the provider key.
     #[serde(default)]
     pub from_header: Option<String>,
+    /// AWS access key id (Bedrock SigV4).
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    /// AWS secret access key.
+    #[serde(default)]
+    pub aws_secret_access_key: Option<String>,
+    /// AWS session token (temporary credentials).
+    #[serde(default)]
+    pub aws_session_token: Option<String>,
+    /// A Google service-account key as JSON text (Vertex).
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Path to a Google service-account key file (Vertex).
+    #[serde(default)]
+    pub service_account_file: Option<String>,
 }
 
 /// Azure OpenAI addressing as written.

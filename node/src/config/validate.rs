@@ -9,14 +9,12 @@ use sha2::{Digest, Sha256};
 
 use super::mlflow::{self, MlflowEndpoint};
 use super::model::{
-    Auth, AzureTarget, Config, Credentials, Endpoint, EndpointKind, GatewayKeys, KeyInfo, Limits,
-    RateLimit, Target, Timeouts,
+    Auth, Config, Endpoint, EndpointKind, GatewayKeys, KeyInfo, Limits, RateLimit, Target, Timeouts,
 };
-use super::raw::{RawAuthMode, RawConfig, RawEndpoint, RawRateLimit, RawTarget, RawTimeouts};
+use super::raw::{RawAuthMode, RawConfig, RawEndpoint, RawRateLimit, RawTimeouts};
+use super::target::target;
 use super::{ConfigError, Mode, from_value};
 use crate::pricing::PriceTable;
-use crate::providers::ProviderKind;
-use crate::secret::Secret;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
@@ -29,10 +27,10 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 /// Collects problems so one run reports all of them.
 #[derive(Default)]
-struct Problems(Vec<ConfigError>);
+pub(super) struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError::field(path, message));
     }
 
@@ -273,124 +271,6 @@ fn endpoint(
         total_weight,
         rate_limit,
         timeouts,
-    })
-}
-
-fn target(raw: RawTarget, path: &str, problems: &mut Problems) -> Option<Target> {
-    let Some(provider) = ProviderKind::from_name(&raw.provider) else {
-        problems.add(
-            format!("{path}.provider"),
-            format!(
-                "unknown provider `{}` (expected one of: {})",
-                raw.provider,
-                ProviderKind::NAMES.join(", ")
-            ),
-        );
-        return None;
-    };
-    if raw.model.trim().is_empty() {
-        problems.add(format!("{path}.model"), "must not be empty");
-    }
-    let api_base = match (raw.api_base.as_deref(), provider.default_api_base()) {
-        (Some(base), _) if provider != ProviderKind::Mock => match url::Url::parse(base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                base.trim_end_matches('/').to_owned()
-            }
-            _ => {
-                problems.add(
-                    format!("{path}.api_base"),
-                    "must be an absolute http:// or https:// URL",
-                );
-                String::new()
-            }
-        },
-        (_, Some(default)) => default.to_owned(),
-        (_, None) => {
-            problems.add(
-                format!("{path}.api_base"),
-                format!("is required for provider `{provider}`"),
-            );
-            String::new()
-        }
-    };
-    let credentials = match (raw.credentials.api_key, raw.credentials.from_header) {
-        (Some(_), Some(_)) => {
-            problems.add(
-                format!("{path}.credentials"),
-                "give either `api_key` or `from_header`, not both",
-            );
-            Credentials::None
-        }
-        (Some(key), None) if !key.is_empty() => Credentials::ApiKey(Secret::new(key)),
-        (None, Some(header)) => match http::HeaderName::from_bytes(header.as_bytes()) {
-            Ok(name) => Credentials::FromClientHeader(name),
-            Err(_) => {
-                problems.add(
-                    format!("{path}.credentials.from_header"),
-                    format!("`{header}` is not a valid header name"),
-                );
-                Credentials::None
-            }
-        },
-        _ if provider.key_optional() => Credentials::None,
-        _ => {
-            problems.add(
-                format!("{path}.credentials.api_key"),
-                format!("is required for provider `{provider}`"),
-            );
-            Credentials::None
-        }
-    };
-    let weight = raw.weight.unwrap_or(1);
-    if weight == 0 {
-        problems.add(format!("{path}.weight"), "must be greater than 0");
-    }
-    let azure = match (provider, raw.azure) {
-        (ProviderKind::AzureOpenAi, Some(azure)) => {
-            if azure.api_version.trim().is_empty() {
-                problems.add(format!("{path}.azure.api_version"), "must not be empty");
-            }
-            let bearer = match azure.auth.as_deref() {
-                None | Some("api_key") => false,
-                Some("bearer") => true,
-                Some(other) => {
-                    problems.add(
-                        format!("{path}.azure.auth"),
-                        format!("`{other}` must be api_key or bearer"),
-                    );
-                    false
-                }
-            };
-            Some(AzureTarget {
-                deployment: azure.deployment.unwrap_or_else(|| raw.model.clone()),
-                api_version: azure.api_version,
-                bearer,
-            })
-        }
-        (ProviderKind::AzureOpenAi, None) => {
-            problems.add(
-                format!("{path}.azure"),
-                "is required for provider `azure` (api_version, deployment)",
-            );
-            None
-        }
-        (_, Some(_)) => {
-            problems.add(
-                format!("{path}.azure"),
-                "is only valid with provider `azure`",
-            );
-            None
-        }
-        (_, None) => None,
-    };
-    Some(Target {
-        provider,
-        model: raw.model,
-        api_base,
-        credentials,
-        weight: weight.max(1),
-        azure,
-        organization: raw.organization,
     })
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::context::RequestContext;
-use super::error::ApiError;
-use crate::pricing::PriceTable;
+use super::error::{ApiError, ErrorShape};
+use crate::config::Target;
+use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::usage::{RouteKind, Usage, UsageRecord, UsageSink, micros};
 
@@ -21,6 +22,7 @@ pub struct Accounting {
     started: Instant,
     record: UsageRecord,
     provider: Option<ProviderKind>,
+    price_override: Option<ModelPrice>,
     upstream_started: Option<Instant>,
     upstream: Duration,
     /// Output tokens estimated from streamed chunks, used only if the stream is cut before
@@ -71,6 +73,7 @@ impl Accounting {
                 client_cancelled: false,
             },
             provider: None,
+            price_override: None,
             upstream_started: None,
             upstream: Duration::ZERO,
             streamed_chunks: 0,
@@ -91,10 +94,11 @@ impl Accounting {
     }
 
     /// Records the chosen target and marks the start of the upstream call.
-    pub fn upstream_begins(&mut self, provider: ProviderKind, model: &str, streamed: bool) {
-        self.provider = Some(provider);
-        self.record.provider = Some(provider.name());
-        self.record.model = Some(model.to_owned());
+    pub fn upstream_begins(&mut self, target: &Target, streamed: bool) {
+        self.provider = Some(target.provider);
+        self.price_override = target.price;
+        self.record.provider = Some(target.provider.name());
+        self.record.model = Some(target.model.clone());
         self.record.streamed = streamed;
         self.upstream_started = Some(Instant::now());
     }
@@ -153,11 +157,11 @@ impl Accounting {
         self.close(error.status.as_u16(), Some(error.code.as_str()));
     }
 
-    /// Records the failure and turns it into the client's error response.
-    pub fn reject(self, error: impl Into<ApiError>) -> axum::response::Response {
+    /// Records the failure and turns it into the client's error response, in `shape`.
+    pub fn reject(self, error: impl Into<ApiError>, shape: ErrorShape) -> axum::response::Response {
         let error = error.into();
         self.fail(&error);
-        axum::response::IntoResponse::into_response(error)
+        error.into_response_in(shape)
     }
 
     fn close(&mut self, status: u16, error_type: Option<&'static str>) {
@@ -180,8 +184,8 @@ impl Accounting {
         record.cost_micros = match (self.provider, record.model.as_deref()) {
             _ if self.cost_unknown => None,
             (Some(provider), Some(model)) => self
-                .prices
-                .lookup(provider, model)
+                .price_override
+                .or_else(|| self.prices.lookup(provider, model))
                 .map(|price| price.cost_micros(&record.usage)),
             _ => Some(0),
         };

@@ -1,5 +1,5 @@
-//! Gateway key authentication: `Authorization: Bearer`, `x-api-key` (Anthropic SDK style) or
-//! the HTTP Basic password. Keys are compared by SHA-256, never kept or logged.
+//! Gateway key authentication: `Authorization: Bearer`, `x-api-key` (Anthropic SDK style),
+//! `x-goog-api-key` (Gemini clients) or the HTTP Basic password. Keys are compared by SHA-256, never kept or logged.
 
 use std::sync::Arc;
 
@@ -35,9 +35,9 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
             return Some(password.to_owned());
         }
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
+    ["x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
         .map(|v| v.trim().to_owned())
 }
 

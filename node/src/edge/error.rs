@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::providers::ProviderError;
+use crate::providers::{ProviderError, UpstreamError};
 
 /// Stable error codes: part of the API, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,18 @@ impl ErrorCode {
             _ => "invalid_request_error",
         }
     }
+}
+
+/// The error format a route's clients parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorShape {
+    /// `{"error":{"message","type","param","code"}}` (OpenAI and MLflow routes).
+    #[default]
+    OpenAi,
+    /// `{"type":"error","error":{"type","message"}}` (Anthropic routes).
+    Anthropic,
+    /// `{"error":{"code","message","status"}}` (Gemini routes).
+    Google,
 }
 
 /// An error answer.
@@ -190,24 +202,27 @@ impl From<ProviderError> for ApiError {
                 ErrorCode::UpstreamTimeout,
                 message,
             ),
-            ProviderError::Status {
-                status,
-                message,
-                error_type,
-                code,
-                param,
-                retry_after,
-            } => Self {
-                status,
-                code: ErrorCode::UpstreamError,
-                message,
-                detail: Some(Box::new(Detail {
+            ProviderError::Status(upstream) => {
+                let UpstreamError {
+                    status,
+                    message,
+                    error_type,
+                    code,
                     param,
-                    upstream: Some((error_type, code)),
                     retry_after,
-                    headers: HeaderMap::new(),
-                })),
-            },
+                } = *upstream;
+                Self {
+                    status,
+                    code: ErrorCode::UpstreamError,
+                    message,
+                    detail: Some(Box::new(Detail {
+                        param,
+                        upstream: Some((error_type, code)),
+                        retry_after,
+                        headers: HeaderMap::new(),
+                    })),
+                }
+            }
             ProviderError::InvalidResponse { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 ErrorCode::UpstreamInvalidResponse,
@@ -227,17 +242,85 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The body in `shape`.
+    pub fn body_in(&self, shape: ErrorShape) -> serde_json::Value {
+        match shape {
+            ErrorShape::OpenAi => self.body(),
+            ErrorShape::Anthropic => {
+                let upstream_type = self
+                    .detail
+                    .as_deref()
+                    .and_then(|d| d.upstream.as_ref())
+                    .and_then(|(kind, _)| kind.clone());
+                let kind = upstream_type.unwrap_or_else(|| anthropic_type(self.status).to_owned());
+                json!({"type": "error", "error": {"type": kind, "message": self.message}})
+            }
+            ErrorShape::Google => json!({"error": {
+                "code": self.status.as_u16(),
+                "message": self.message,
+                "status": google_status(self.status),
+            }}),
+        }
+    }
+
+    /// The response in `shape`.
+    pub fn into_response_in(self, shape: ErrorShape) -> Response {
+        let mut response = (self.status, Json(self.body_in(shape))).into_response();
+        let detail = self.detail.map(|d| *d).unwrap_or_default();
+        if let Some(retry_after) = detail.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, retry_after);
+        }
+        response.headers_mut().extend(detail.headers);
+        response
+    }
+
+    /// The final SSE event that ends a stream which failed after it began, in `shape`.
+    pub fn stream_frame(&self, shape: ErrorShape) -> bytes::Bytes {
+        let body = self.body_in(shape).to_string();
+        let frame = match shape {
+            ErrorShape::Anthropic => format!("event: error\ndata: {body}\n\n"),
+            ErrorShape::OpenAi | ErrorShape::Google => format!("data: {body}\n\n"),
+        };
+        bytes::Bytes::from(frame)
+    }
+}
+
+/// Anthropic's error `type` for a status.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// Google's canonical status name for an HTTP status.
+fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        502 | 503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(detail) = self.detail {
-            if let Some(retry_after) = detail.retry_after {
-                response
-                    .headers_mut()
-                    .insert(http::header::RETRY_AFTER, retry_after);
-            }
-            response.headers_mut().extend(detail.headers);
-        }
-        response
+        self.into_response_in(ErrorShape::OpenAi)
     }
 }

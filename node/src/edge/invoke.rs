@@ -15,7 +15,7 @@ use super::accounting::Accounting;
 use super::auth::authenticate;
 use super::body::{parse_object, read_limited};
 use super::context::{RequestContext, UpstreamTime};
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, ErrorShape};
 use super::limiter::Admission;
 use super::runtime::Runtime;
 use super::stream::MeteredStream;
@@ -42,6 +42,15 @@ pub enum OperationFrom {
     BodyKeys,
 }
 
+/// Whether the answer is streamed.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamFrom {
+    /// The body's `stream` field (OpenAI, Anthropic).
+    Body,
+    /// Fixed by the route (Gemini's `:streamGenerateContent`).
+    Fixed(bool),
+}
+
 /// What a route asks of [`invoke`].
 #[derive(Debug, Clone)]
 pub struct CallSpec {
@@ -51,6 +60,10 @@ pub struct CallSpec {
     pub endpoint: EndpointFrom,
     /// Operation source.
     pub operation: OperationFrom,
+    /// Streaming source.
+    pub stream: StreamFrom,
+    /// Error format of the route's clients.
+    pub shape: ErrorShape,
 }
 
 /// Everything checked before a provider is called.
@@ -80,7 +93,7 @@ pub async fn invoke(
     );
     let admitted = match admit(&runtime, &spec, &headers, body, &mut accounting).await {
         Ok(admitted) => admitted,
-        Err(error) => return accounting.reject(error),
+        Err(error) => return accounting.reject(error, spec.shape),
     };
     let Admitted {
         endpoint,
@@ -93,7 +106,7 @@ pub async fn invoke(
 
     let target = endpoint.pick_target(fastrand::u32(0..endpoint.total_weight));
     body.insert("model".into(), Value::String(target.model.clone()));
-    accounting.upstream_begins(target.provider, &target.model, stream);
+    accounting.upstream_begins(target, stream);
     let target_header =
         HeaderValue::from_str(&format!("{}/{}", target.provider, target.model)).ok();
     let request = ProviderRequest {
@@ -110,7 +123,8 @@ pub async fn invoke(
         match gateway.providers().stream(request).await {
             Ok(events) => {
                 let upstream = accounting.upstream_elapsed();
-                let body = Body::from_stream(MeteredStream::new(events, accounting, 200));
+                let body =
+                    Body::from_stream(MeteredStream::new(events, accounting, 200, spec.shape));
                 let mut response = Response::new(body);
                 let headers = response.headers_mut();
                 headers.insert(
@@ -125,7 +139,7 @@ pub async fn invoke(
                 response.extensions_mut().insert(UpstreamTime(upstream));
                 response
             }
-            Err(err) => accounting.reject(err),
+            Err(err) => accounting.reject(err, spec.shape),
         }
     } else {
         match gateway.providers().complete(request).await {
@@ -145,7 +159,7 @@ pub async fn invoke(
                 response.extensions_mut().insert(UpstreamTime(upstream));
                 response
             }
-            Err(err) => accounting.reject(err),
+            Err(err) => accounting.reject(err, spec.shape),
         }
     };
     if let Some(value) = target_header {
@@ -205,10 +219,13 @@ async fn admit(
     }
     check_shape(op, &body)?;
 
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(flag)) => *flag,
-        Some(_) => return Err(ApiError::invalid("`stream` must be a boolean.").param("stream")),
+    let stream = match (spec.stream, body.get("stream")) {
+        (StreamFrom::Fixed(flag), _) => flag,
+        (StreamFrom::Body, None | Some(Value::Null)) => false,
+        (StreamFrom::Body, Some(Value::Bool(flag))) => *flag,
+        (StreamFrom::Body, Some(_)) => {
+            return Err(ApiError::invalid("`stream` must be a boolean.").param("stream"));
+        }
     };
     if stream && op == Operation::Embeddings {
         return Err(ApiError::invalid("Embeddings cannot be streamed.").param("stream"));
@@ -302,11 +319,17 @@ fn operation_from_keys(body: &mut Map<String, Value>) -> Result<Operation, ApiEr
 
 fn check_shape(op: Operation, body: &Map<String, Value>) -> Result<(), ApiError> {
     let (field, ok) = match op {
-        Operation::Chat => (
+        Operation::Chat | Operation::AnthropicMessages => (
             "messages",
             body.get("messages")
                 .and_then(Value::as_array)
                 .is_some_and(|m| !m.is_empty() && m.iter().all(Value::is_object)),
+        ),
+        Operation::GeminiGenerateContent => (
+            "contents",
+            body.get("contents")
+                .and_then(Value::as_array)
+                .is_some_and(|c| !c.is_empty() && c.iter().all(Value::is_object)),
         ),
         Operation::Completions => (
             "prompt",
@@ -322,7 +345,10 @@ fn check_shape(op: Operation, body: &Map<String, Value>) -> Result<(), ApiError>
         Ok(())
     } else {
         let what = match op {
-            Operation::Chat => "`messages` must be a non-empty array of message objects.",
+            Operation::Chat | Operation::AnthropicMessages => {
+                "`messages` must be a non-empty array of message objects."
+            }
+            Operation::GeminiGenerateContent => "`contents` must be a non-empty array of objects.",
             Operation::Completions => "`prompt` must be a string or an array.",
             Operation::Embeddings => "`input` must be a string or an array.",
             Operation::Responses => "`input` is required.",

@@ -119,7 +119,7 @@ impl Gateway {
     pub fn router(&self) -> Router {
         use crate::providers::Operation::{Chat, Completions, Embeddings, Responses};
         use routes::openai::{passthrough, unified};
-        use routes::{health, mlflow, openai, proxy};
+        use routes::{health, mlflow, native, openai, proxy};
         Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
@@ -153,6 +153,11 @@ impl Gateway {
                 "/gateway/openai/v1/responses",
                 openai::serve(passthrough(Responses)),
             )
+            .route(
+                "/gateway/anthropic/v1/messages",
+                native::anthropic_messages(),
+            )
+            .route("/gateway/gemini/v1beta/models/{call}", post(native::gemini))
             .route("/gateway/proxy/{endpoint}/{*path}", any(proxy::proxy))
             .route(
                 "/gateway/{endpoint}/mlflow/invocations",

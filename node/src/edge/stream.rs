@@ -12,24 +12,27 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::accounting::Accounting;
-use super::error::ApiError;
-use crate::providers::{DONE_FRAME, EventStream, StreamEvent, data_frame};
+use super::error::{ApiError, ErrorShape};
+use crate::providers::{DONE_FRAME, EventStream, StreamEvent};
 
 /// A provider stream wired to a usage record.
 pub struct MeteredStream {
     inner: EventStream,
     accounting: Option<Accounting>,
     status: u16,
+    shape: ErrorShape,
     failure: Option<ApiError>,
 }
 
 impl MeteredStream {
-    /// Wraps `inner`; `accounting` is closed when the stream ends or is dropped.
-    pub fn new(inner: EventStream, accounting: Accounting, status: u16) -> Self {
+    /// Wraps `inner`; `accounting` is closed when the stream ends or is dropped; a
+    /// mid-stream failure is reported to the client in `shape`.
+    pub fn new(inner: EventStream, accounting: Accounting, status: u16, shape: ErrorShape) -> Self {
         Self {
             inner,
             accounting: Some(accounting),
             status,
+            shape,
             failure: None,
         }
     }
@@ -60,7 +63,7 @@ impl Stream for MeteredStream {
                 Poll::Ready(Some(Err(err))) => {
                     let error = ApiError::from(err);
                     tracing::warn!(code = error.code.as_str(), message = %error.message, "stream failed mid-answer");
-                    let frame = data_frame(error.body().to_string().as_bytes());
+                    let frame = error.stream_frame(this.shape);
                     this.failure = Some(error);
                     this.close();
                     return Poll::Ready(Some(Ok(frame)));

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use crate::providers::ProviderKind;
 use crate::usage::Usage;
 
-/// The table shipped with the binary.
-const DEFAULT_TABLE: &str = include_str!("default_prices.yaml");
+/// The tables shipped with the binary, one file per provider family, each with its own
+/// source and date.
+const SHIPPED_TABLES: &[&str] = &[include_str!("tables/openai.yaml")];
 
 /// Prices of one model, in micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,20 @@ fn to_micros(value: f64) -> Result<u64, PriceError> {
     Ok((value * 1_000_000.0).round() as u64)
 }
 
+/// A price from USD per million tokens (cached input defaults to the input price).
+pub fn price_from_usd(
+    input: f64,
+    cached_input: Option<f64>,
+    output: f64,
+) -> Result<ModelPrice, PriceError> {
+    let input = to_micros(input)?;
+    Ok(ModelPrice {
+        input,
+        cached_input: cached_input.map(to_micros).transpose()?.unwrap_or(input),
+        output: to_micros(output)?,
+    })
+}
+
 /// Prices by (provider, model); looked up by exact name, then longest `-` prefix, then `*`.
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
@@ -94,20 +109,20 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
-    /// The table shipped with the binary.
+    /// The tables shipped with the binary, merged; the version is the newest file's date.
     pub fn shipped() -> Self {
-        let raw: RawTable = match serde_saphyr::from_str(DEFAULT_TABLE) {
-            Ok(raw) => raw,
-            // The shipped table is checked by a unit test; an empty table is the safe fallback.
-            Err(_) => return Self::default(),
-        };
-        let mut table = Self {
-            version: raw.version,
-            entries: HashMap::new(),
-        };
-        for price in &raw.prices {
-            // Same: covered by the unit test.
-            let _ = table.set(price);
+        let mut table = Self::default();
+        for text in SHIPPED_TABLES {
+            // Every shipped file is checked by a unit test; a bad one is skipped, not fatal.
+            let Ok(raw) = serde_saphyr::from_str::<RawTable>(text) else {
+                continue;
+            };
+            if raw.version > table.version {
+                table.version = raw.version;
+            }
+            for price in &raw.prices {
+                let _ = table.set(price);
+            }
         }
         table
     }
@@ -181,13 +196,17 @@ mod tests {
     }
 
     #[test]
-    fn shipped_table_parses_every_entry() {
-        let raw: RawTable = serde_saphyr::from_str(DEFAULT_TABLE).expect("table parses");
-        let mut table = PriceTable::default();
-        for price in &raw.prices {
-            table.set(price).expect("entry valid");
+    fn shipped_tables_parse_every_entry() {
+        let mut count = 0;
+        for text in SHIPPED_TABLES {
+            let raw: RawTable = serde_saphyr::from_str(text).expect("table parses");
+            let mut table = PriceTable::default();
+            for price in &raw.prices {
+                table.set(price).expect("entry valid");
+            }
+            count += raw.prices.len();
         }
-        assert_eq!(PriceTable::shipped().entries.len(), raw.prices.len());
+        assert_eq!(PriceTable::shipped().entries.len(), count);
     }
 
     #[test]

@@ -25,6 +25,23 @@ impl TimeoutPhase {
     }
 }
 
+/// An error answer from the provider, as it gave it (message scrubbed of keys).
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    /// Upstream status.
+    pub status: StatusCode,
+    /// The provider's message.
+    pub message: String,
+    /// The provider's error type, if given.
+    pub error_type: Option<String>,
+    /// The provider's error code, if given.
+    pub code: Option<String>,
+    /// The provider's `param`, if given.
+    pub param: Option<String>,
+    /// Upstream `Retry-After`, passed on to the client.
+    pub retry_after: Option<HeaderValue>,
+}
+
 /// A failed provider call.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -41,21 +58,8 @@ pub enum ProviderError {
         phase: TimeoutPhase,
     },
     /// The provider answered with an error status; its message is kept.
-    #[error("the provider returned HTTP {status}: {message}")]
-    Status {
-        /// Upstream status.
-        status: StatusCode,
-        /// The provider's message.
-        message: String,
-        /// The provider's error type, if given.
-        error_type: Option<String>,
-        /// The provider's error code, if given.
-        code: Option<String>,
-        /// The provider's `param`, if given.
-        param: Option<String>,
-        /// Upstream `Retry-After`, passed on to the client.
-        retry_after: Option<HeaderValue>,
-    },
+    #[error("the provider returned HTTP {}: {}", .0.status, .0.message)]
+    Status(Box<UpstreamError>),
     /// The provider answered, but not in its own wire format.
     #[error("the provider's answer was not valid: {detail}")]
     InvalidResponse {

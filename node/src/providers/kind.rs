@@ -29,6 +29,16 @@ pub enum ProviderKind {
     Vllm,
     /// Any other server speaking OpenAI's API at a configured `api_base`.
     OpenAiCompatible,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// Google AI Gemini (`generativelanguage` API).
+    Gemini,
+    /// Amazon Bedrock (Converse / ConverseStream, SigV4 or API key).
+    Bedrock,
+    /// Cohere v2 (chat, embed).
+    Cohere,
+    /// Google Vertex AI (Gemini and Anthropic models, service-account auth).
+    Vertex,
     /// The built-in deterministic provider: no network.
     Mock,
 }
@@ -47,6 +57,11 @@ impl ProviderKind {
         "ollama",
         "vllm",
         "openai_compatible",
+        "anthropic",
+        "gemini",
+        "bedrock",
+        "cohere",
+        "vertex",
         "mock",
     ];
 
@@ -64,6 +79,11 @@ impl ProviderKind {
             "ollama" => Self::Ollama,
             "vllm" => Self::Vllm,
             "openai_compatible" | "openai-compatible" => Self::OpenAiCompatible,
+            "anthropic" => Self::Anthropic,
+            "gemini" | "google" => Self::Gemini,
+            "bedrock" | "amazon-bedrock" | "aws_bedrock" => Self::Bedrock,
+            "cohere" => Self::Cohere,
+            "vertex" | "vertex_ai" | "vertexai" => Self::Vertex,
             "mock" => Self::Mock,
             _ => return None,
         })
@@ -83,11 +103,20 @@ impl ProviderKind {
             Self::Ollama => "ollama",
             Self::Vllm => "vllm",
             Self::OpenAiCompatible => "openai_compatible",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Bedrock => "bedrock",
+            Self::Cohere => "cohere",
+            Self::Vertex => "vertex",
             Self::Mock => "mock",
         }
     }
 
-    /// The base URL used when a target gives no `api_base`; `None` means one is required.
+    /// The base URL used when a target gives no `api_base`; `None` means one is required
+    /// (or, for Bedrock and Vertex, derived from the target's region).
+    ///
+    /// OpenAI-family bases include the version (`…/v1`); Anthropic, Gemini and Cohere bases
+    /// are the bare origin, the provider adds its versioned path.
     pub fn default_api_base(self) -> Option<&'static str> {
         match self {
             Self::OpenAi => Some("https://api.openai.com/v1"),
@@ -98,15 +127,41 @@ impl ProviderKind {
             Self::Xai => Some("https://api.x.ai/v1"),
             Self::OpenRouter => Some("https://openrouter.ai/api/v1"),
             Self::Ollama => Some("http://localhost:11434/v1"),
+            Self::Anthropic => Some("https://api.anthropic.com"),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com"),
+            Self::Cohere => Some("https://api.cohere.com"),
             Self::Mock => Some("mock://local"),
-            Self::AzureOpenAi | Self::Vllm | Self::OpenAiCompatible => None,
+            Self::AzureOpenAi
+            | Self::Vllm
+            | Self::OpenAiCompatible
+            | Self::Bedrock
+            | Self::Vertex => None,
         }
     }
 
+    /// Whether this provider speaks OpenAI's wire format (served by the OpenAI client).
+    pub fn is_openai_family(self) -> bool {
+        matches!(
+            self,
+            Self::OpenAi
+                | Self::AzureOpenAi
+                | Self::Mistral
+                | Self::Groq
+                | Self::Together
+                | Self::DeepSeek
+                | Self::Xai
+                | Self::OpenRouter
+                | Self::Ollama
+                | Self::Vllm
+                | Self::OpenAiCompatible
+        )
+    }
+
     /// Whether the provider accepts `stream_options.include_usage`. Mistral rejects unknown
-    /// fields but always sends usage in its last chunk, so the option is left off there.
+    /// fields but always sends usage in its last chunk, so the option is left off there;
+    /// non-OpenAI providers report usage in their own stream events.
     pub fn accepts_stream_options(self) -> bool {
-        !matches!(self, Self::Mistral | Self::Mock)
+        self.is_openai_family() && self != Self::Mistral
     }
 
     /// Whether calling this provider works without an API key (local servers).

@@ -18,12 +18,12 @@ use futures::Stream;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-pub use error::{ProviderError, TimeoutPhase};
+pub use error::{ProviderError, TimeoutPhase, UpstreamError};
 pub use kind::ProviderKind;
 pub use mock::MockProvider;
 pub use openai::{OpenAiProvider, authorize};
 
-use crate::config::{EndpointKind, Target, Timeouts};
+use crate::config::{Credentials, EndpointKind, Target, Timeouts};
 use crate::usage::Usage;
 
 /// The operation asked of a provider.
@@ -37,27 +37,33 @@ pub enum Operation {
     Embeddings,
     /// OpenAI Responses API (passthrough only).
     Responses,
+    /// Anthropic Messages API, native body and answer (passthrough).
+    AnthropicMessages,
+    /// Gemini `generateContent` / `streamGenerateContent`, native body and answer
+    /// (passthrough).
+    GeminiGenerateContent,
 }
 
 impl Operation {
-    /// Path below the provider's base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Self::Chat => "/chat/completions",
-            Self::Completions => "/completions",
-            Self::Embeddings => "/embeddings",
-            Self::Responses => "/responses",
-        }
-    }
-
     /// Whether this operation is served by an endpoint of `kind`.
     pub fn served_by(self, kind: EndpointKind) -> bool {
         matches!(
             (self, kind),
-            (Self::Chat | Self::Responses, EndpointKind::Chat)
-                | (Self::Completions, EndpointKind::Completions)
+            (
+                Self::Chat
+                    | Self::Responses
+                    | Self::AnthropicMessages
+                    | Self::GeminiGenerateContent,
+                EndpointKind::Chat
+            ) | (Self::Completions, EndpointKind::Completions)
                 | (Self::Embeddings, EndpointKind::Embeddings)
         )
+    }
+
+    /// Whether the request and answer are in the provider's native format rather than
+    /// OpenAI's.
+    pub fn is_native(self) -> bool {
+        matches!(self, Self::AnthropicMessages | Self::GeminiGenerateContent)
     }
 }
 
@@ -156,7 +162,8 @@ impl Providers {
         let call = async {
             match request.target.provider {
                 ProviderKind::Mock => self.mock.complete(request).await,
-                _ => self.openai.complete(request).await,
+                kind if kind.is_openai_family() => self.openai.complete(request).await,
+                kind => Err(not_built(kind)),
             }
         };
         tokio::time::timeout(total, call)
@@ -173,7 +180,8 @@ impl Providers {
         let call = async {
             match request.target.provider {
                 ProviderKind::Mock => self.mock.stream(request).await,
-                _ => self.openai.stream(request).await,
+                kind if kind.is_openai_family() => self.openai.stream(request).await,
+                kind => Err(not_built(kind)),
             }
         };
         let stream = tokio::time::timeout_at(deadline, call)
@@ -183,6 +191,10 @@ impl Providers {
             }))?;
         Ok(with_deadline(stream, deadline))
     }
+}
+
+fn not_built(kind: ProviderKind) -> ProviderError {
+    ProviderError::Unsupported(format!("provider `{kind}` is not available yet"))
 }
 
 /// Ends `stream` with a total-timeout error at `deadline`.
@@ -226,6 +238,19 @@ pub fn usage_from_openai(usage: &Value) -> Option<Usage> {
         output_tokens: output,
         cached_tokens: cached,
     })
+}
+
+/// The API key a call to `target` presents upstream: the configured key, or the client
+/// header named by `credentials.from_header`. Never the client's gateway key.
+pub fn api_key(target: &Target, client_headers: &HeaderMap) -> Option<String> {
+    match &target.credentials {
+        Credentials::ApiKey(secret) => Some(secret.expose().to_owned()),
+        Credentials::FromClientHeader(name) => client_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned()),
+        Credentials::None | Credentials::Aws { .. } | Credentials::ServiceAccount(_) => None,
+    }
 }
 
 /// Frames one SSE `data:` event.

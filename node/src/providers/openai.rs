@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use super::{
     Completion, DONE_FRAME, EventStream, Operation, Provider, ProviderError, ProviderRequest,
-    StreamEvent, TimeoutPhase, data_frame, usage_from_openai,
+    StreamEvent, TimeoutPhase, UpstreamError, api_key, data_frame, usage_from_openai,
 };
-use crate::config::{Credentials, Target};
+use crate::config::Target;
 
 /// Largest upstream error body read for its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -43,11 +43,11 @@ impl OpenAiProvider {
         request: &ProviderRequest<'_>,
         body: &Map<String, Value>,
         stream: bool,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let target = request.target;
         let builder = self
             .http
-            .post(upstream_url(target, request.op))
+            .post(upstream_url(target, request.op)?)
             .json(body)
             .timeout(request.timeouts.total);
         let builder = if stream {
@@ -55,7 +55,7 @@ impl OpenAiProvider {
         } else {
             builder
         };
-        authorize(builder, target, request.client_headers)
+        Ok(authorize(builder, target, request.client_headers))
     }
 
     async fn send(
@@ -64,7 +64,7 @@ impl OpenAiProvider {
         body: &Map<String, Value>,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let pending = self.build(request, body, stream).send();
+        let pending = self.build(request, body, stream)?.send();
         let response = tokio::time::timeout(request.timeouts.first_byte, pending)
             .await
             .map_err(|_| ProviderError::Timeout {
@@ -74,40 +74,37 @@ impl OpenAiProvider {
         if response.status().is_success() {
             Ok(response)
         } else {
-            let key = credential(request.target, request.client_headers);
+            let key = api_key(request.target, request.client_headers);
             Err(status_error(response, key.as_deref()).await)
         }
     }
 }
 
 /// The full upstream URL for `op` on `target`.
-pub fn upstream_url(target: &Target, op: Operation) -> String {
-    match (&target.azure, op) {
+pub fn upstream_url(target: &Target, op: Operation) -> Result<String, ProviderError> {
+    let path = match op {
+        Operation::Chat => "/chat/completions",
+        Operation::Completions => "/completions",
+        Operation::Embeddings => "/embeddings",
+        Operation::Responses => "/responses",
+        Operation::AnthropicMessages | Operation::GeminiGenerateContent => {
+            return Err(ProviderError::Unsupported(format!(
+                "provider `{}` does not speak this native API",
+                target.provider
+            )));
+        }
+    };
+    Ok(match (&target.azure, op) {
         (Some(azure), Operation::Responses) => format!(
             "{}/openai/responses?api-version={}",
             target.api_base, azure.api_version
         ),
         (Some(azure), _) => format!(
             "{}/openai/deployments/{}{}?api-version={}",
-            target.api_base,
-            azure.deployment,
-            op.path(),
-            azure.api_version
+            target.api_base, azure.deployment, path, azure.api_version
         ),
-        (None, _) => format!("{}{}", target.api_base, op.path()),
-    }
-}
-
-/// The provider key a call to `target` uses.
-fn credential(target: &Target, client_headers: &http::HeaderMap) -> Option<String> {
-    match &target.credentials {
-        Credentials::None => None,
-        Credentials::ApiKey(secret) => Some(secret.expose().to_owned()),
-        Credentials::FromClientHeader(name) => client_headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned()),
-    }
+        (None, _) => format!("{}{}", target.api_base, path),
+    })
 }
 
 /// Adds the target's credentials (never the client's gateway key).
@@ -117,7 +114,7 @@ pub fn authorize(
     client_headers: &http::HeaderMap,
 ) -> reqwest::RequestBuilder {
     let mut builder = builder;
-    if let Some(key) = credential(target, client_headers) {
+    if let Some(key) = api_key(target, client_headers) {
         builder = match &target.azure {
             Some(azure) if !azure.bearer => builder.header("api-key", key),
             _ => builder.bearer_auth(key),
@@ -160,14 +157,14 @@ async fn status_error(response: reqwest::Response, key: Option<&str>) -> Provide
         }
         _ => message,
     };
-    ProviderError::Status {
+    ProviderError::Status(Box::new(UpstreamError {
         status,
         message,
         error_type: text("type"),
         code: text("code"),
         param: text("param"),
         retry_after,
-    }
+    }))
 }
 
 async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {

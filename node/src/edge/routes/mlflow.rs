@@ -15,7 +15,8 @@ use crate::edge::Gateway;
 use crate::edge::auth::authenticate;
 use crate::edge::context::RequestContext;
 use crate::edge::error::ApiError;
-use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, invoke, resolve};
+use crate::edge::error::ErrorShape;
+use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, StreamFrom, invoke, resolve};
 use crate::usage::RouteKind;
 
 /// MLflow's page size for `list_endpoints`.
@@ -34,6 +35,8 @@ pub async fn invocations(
         route: RouteKind::Unified,
         endpoint: EndpointFrom::Path(endpoint),
         operation: OperationFrom::BodyKeys,
+        stream: StreamFrom::Body,
+        shape: ErrorShape::OpenAi,
     };
     invoke(&gateway, context, spec, headers, body).await
 }

@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod mlflow;
+pub mod native;
 pub mod openai;
 pub mod proxy;

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::edge::Gateway;
 use crate::edge::auth::authenticate;
 use crate::edge::context::RequestContext;
-use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, invoke};
+use crate::edge::error::ErrorShape;
+use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, StreamFrom, invoke};
 use crate::providers::Operation;
 use crate::usage::RouteKind;
 
@@ -23,6 +24,8 @@ pub fn unified(op: Operation) -> CallSpec {
         route: RouteKind::Unified,
         endpoint: EndpointFrom::BodyModel,
         operation: OperationFrom::Fixed(op),
+        stream: StreamFrom::Body,
+        shape: ErrorShape::OpenAi,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::edge::accounting::Accounting;
 use crate::edge::auth::authenticate;
 use crate::edge::body::read_limited;
 use crate::edge::context::{RequestContext, UpstreamTime};
-use crate::edge::error::{ApiError, ErrorCode};
+use crate::edge::error::{ApiError, ErrorCode, ErrorShape};
 use crate::edge::invoke::resolve;
 use crate::providers::{ProviderError, ProviderKind, TimeoutPhase};
 use crate::usage::RouteKind;
@@ -26,6 +26,7 @@ const DROPPED_REQUEST_HEADERS: &[&str] = &[
     "host",
     "authorization",
     "x-api-key",
+    "x-goog-api-key",
     "api-key",
     "cookie",
     "connection",
@@ -79,7 +80,7 @@ pub async fn proxy(
     .await;
     let (endpoint, bytes) = match prepared {
         Ok(ok) => ok,
-        Err(error) => return accounting.reject(error),
+        Err(error) => return accounting.reject(error, ErrorShape::OpenAi),
     };
     let target = endpoint.pick_target(fastrand::u32(0..endpoint.total_weight));
     if target.provider == ProviderKind::Mock {
@@ -88,7 +89,7 @@ pub async fn proxy(
             ErrorCode::UnsupportedOperation,
             "The raw proxy needs a network provider; this endpoint's target is the built-in mock.",
         );
-        return accounting.reject(error);
+        return accounting.reject(error, ErrorShape::OpenAi);
     }
     let mut url = format!("{}/{}", target.api_base, path.trim_start_matches('/'));
     if let Some(query) = query {
@@ -107,7 +108,7 @@ pub async fn proxy(
             forwarded.append(name.clone(), value.clone());
         }
     }
-    accounting.upstream_begins(target.provider, &target.model, false);
+    accounting.upstream_begins(target, false);
     accounting.mark_cost_unknown();
     let builder = gateway
         .providers()
@@ -126,7 +127,7 @@ pub async fn proxy(
     };
     let upstream = match upstream {
         Ok(upstream) => upstream,
-        Err(err) => return accounting.reject(err),
+        Err(err) => return accounting.reject(err, ErrorShape::OpenAi),
     };
     let status = upstream.status();
     let mut response = Response::builder().status(status);

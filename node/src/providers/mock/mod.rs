@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Completion, DONE_FRAME, EventStream, Operation, Provider, ProviderError, ProviderRequest,
-    StreamEvent, data_frame,
+    StreamEvent, UpstreamError, data_frame,
 };
 use crate::usage::Usage;
 
@@ -29,6 +29,31 @@ const MAX_DELAY: Duration = Duration::from_secs(600);
 /// The mock provider.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MockProvider;
+
+/// The OpenAI-shaped operations the mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MockOp {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl MockOp {
+    fn of(op: Operation) -> Result<Self, ProviderError> {
+        match op {
+            Operation::Chat => Ok(Self::Chat),
+            Operation::Completions => Ok(Self::Completions),
+            Operation::Embeddings => Ok(Self::Embeddings),
+            Operation::Responses => Ok(Self::Responses),
+            Operation::AnthropicMessages | Operation::GeminiGenerateContent => {
+                Err(ProviderError::Unsupported(
+                    "the mock provider answers OpenAI-shaped requests only".into(),
+                ))
+            }
+        }
+    }
+}
 
 /// What a mock model name asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +102,9 @@ fn content_text(content: &Value) -> String {
 }
 
 /// The prompt the mock answers to, and its input tokens.
-fn prompt(op: Operation, body: &Map<String, Value>) -> (String, u64) {
+fn prompt(op: MockOp, body: &Map<String, Value>) -> (String, u64) {
     match op {
-        Operation::Chat => {
+        MockOp::Chat => {
             let messages = body.get("messages").and_then(Value::as_array);
             let messages = messages.map(Vec::as_slice).unwrap_or_default();
             let input = messages
@@ -95,7 +120,7 @@ fn prompt(op: Operation, body: &Map<String, Value>) -> (String, u64) {
                 .unwrap_or_default();
             (last_user, input)
         }
-        Operation::Responses => {
+        MockOp::Responses => {
             let text = match body.get("input") {
                 Some(Value::String(text)) => text.clone(),
                 Some(Value::Array(items)) => items
@@ -108,7 +133,7 @@ fn prompt(op: Operation, body: &Map<String, Value>) -> (String, u64) {
             let input = tokens(&text) + 4;
             (text, input)
         }
-        Operation::Completions | Operation::Embeddings => {
+        MockOp::Completions | MockOp::Embeddings => {
             let text = match body.get("prompt").or_else(|| body.get("input")) {
                 Some(Value::String(text)) => text.clone(),
                 Some(Value::Array(items)) => items
@@ -149,7 +174,7 @@ fn error_for(status: StatusCode) -> ProviderError {
         429 => ("requests", "rate_limit_exceeded"),
         _ => ("server_error", "mock_error"),
     };
-    ProviderError::Status {
+    ProviderError::Status(Box::new(UpstreamError {
         status,
         message: format!("mock provider error {}", status.as_u16()),
         error_type: Some(error_type.to_owned()),
@@ -157,7 +182,7 @@ fn error_for(status: StatusCode) -> ProviderError {
         param: None,
         retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| http::HeaderValue::from_static("1")),
-    }
+    }))
 }
 
 fn now_secs() -> u64 {
@@ -188,9 +213,9 @@ fn embedding(text: &str) -> Vec<f64> {
     raw.iter().map(|x| x / norm).collect()
 }
 
-fn usage_json(op: Operation, usage: Usage) -> Value {
+fn usage_json(op: MockOp, usage: Usage) -> Value {
     match op {
-        Operation::Responses => json!({
+        MockOp::Responses => json!({
             "input_tokens": usage.input_tokens,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": usage.output_tokens,
@@ -206,7 +231,7 @@ fn usage_json(op: Operation, usage: Usage) -> Value {
 }
 
 fn completion_body(
-    op: Operation,
+    op: MockOp,
     model: &str,
     body: &Map<String, Value>,
     text: &str,
@@ -214,7 +239,7 @@ fn completion_body(
 ) -> Value {
     let id = format!("mock-{}", uuid::Uuid::now_v7().simple());
     match op {
-        Operation::Chat => json!({
+        MockOp::Chat => json!({
             "id": format!("chatcmpl-{id}"),
             "object": "chat.completion",
             "created": now_secs(),
@@ -228,7 +253,7 @@ fn completion_body(
             "usage": usage_json(op, usage),
             "system_fingerprint": "fp_mock",
         }),
-        Operation::Completions => json!({
+        MockOp::Completions => json!({
             "id": format!("cmpl-{id}"),
             "object": "text_completion",
             "created": now_secs(),
@@ -236,7 +261,7 @@ fn completion_body(
             "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
             "usage": usage_json(op, usage),
         }),
-        Operation::Embeddings => {
+        MockOp::Embeddings => {
             let inputs: Vec<String> = match body.get("input") {
                 Some(Value::Array(items)) => items.iter().map(|v| v.to_string()).collect(),
                 Some(other) => vec![other.to_string()],
@@ -256,7 +281,7 @@ fn completion_body(
                 "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
             })
         }
-        Operation::Responses => json!({
+        MockOp::Responses => json!({
             "id": format!("resp_{id}"),
             "object": "response",
             "created_at": now_secs(),
@@ -275,10 +300,10 @@ fn completion_body(
 }
 
 /// Plans an answer: the behaviour, the words, and the usage.
-fn plan(request: &ProviderRequest<'_>) -> (Behaviour, Vec<String>, Usage) {
+fn plan(request: &ProviderRequest<'_>, op: MockOp) -> (Behaviour, Vec<String>, Usage) {
     let behaviour = Behaviour::parse(&request.target.model);
-    let (prompt, input_tokens) = prompt(request.op, &request.body);
-    let words = if request.op == Operation::Embeddings {
+    let (prompt, input_tokens) = prompt(op, &request.body);
+    let words = if op == MockOp::Embeddings {
         Vec::new()
     } else {
         words(behaviour, &prompt)
@@ -304,16 +329,11 @@ async fn delay_or_fail(behaviour: Behaviour) -> Result<(), ProviderError> {
 
 impl Provider for MockProvider {
     async fn complete(&self, request: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
-        let (behaviour, words, usage) = plan(&request);
+        let op = MockOp::of(request.op)?;
+        let (behaviour, words, usage) = plan(&request, op);
         delay_or_fail(behaviour).await?;
         let text = words.join(" ");
-        let body = completion_body(
-            request.op,
-            &request.target.model,
-            &request.body,
-            &text,
-            usage,
-        );
+        let body = completion_body(op, &request.target.model, &request.body, &text, usage);
         let Value::Object(body) = body else {
             return Err(ProviderError::InvalidResponse {
                 detail: "mock built a non-object".into(),
@@ -323,17 +343,18 @@ impl Provider for MockProvider {
     }
 
     async fn stream(&self, request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
-        if matches!(request.op, Operation::Embeddings | Operation::Responses) {
+        let op = MockOp::of(request.op)?;
+        if matches!(op, MockOp::Embeddings | MockOp::Responses) {
             return Err(ProviderError::Unsupported(
                 "the mock provider streams chat and completions only".into(),
             ));
         }
-        let (behaviour, words, usage) = plan(&request);
+        let (behaviour, words, usage) = plan(&request, op);
         delay_or_fail(behaviour).await?;
         let id = format!("chatcmpl-mock-{}", uuid::Uuid::now_v7().simple());
         let model = request.target.model.clone();
         let created = now_secs();
-        let chat = request.op == Operation::Chat;
+        let chat = op == MockOp::Chat;
         let count = words.len();
         let mut frames: Vec<Result<StreamEvent, ProviderError>> = Vec::with_capacity(count + 3);
         for (index, word) in words.into_iter().enumerate() {
@@ -366,7 +387,7 @@ impl Provider for MockProvider {
                 "text_completion"
             };
             let chunk = json!({"id": id, "object": object, "created": created, "model": model,
-                               "choices": [], "usage": usage_json(request.op, usage)});
+                               "choices": [], "usage": usage_json(op, usage)});
             frames.push(Ok(StreamEvent::Frame(data_frame(
                 chunk.to_string().as_bytes(),
             ))));
