@@ -36,6 +36,21 @@ pub enum RouteKind {
     Proxy,
 }
 
+/// One try of one target within a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// Provider tried.
+    pub provider: &'static str,
+    /// Model tried.
+    pub model: String,
+    /// HTTP status of the attempt (the provider's, or the gateway's for a transport error).
+    pub status: u16,
+    /// Stable error code when the attempt failed.
+    pub error_type: Option<&'static str>,
+    /// Time the attempt took (to the response headers, or the first event of a stream).
+    pub latency_us: u64,
+}
+
 /// One request's accounting, produced exactly once per request.
 #[derive(Debug, Clone, Serialize)]
 pub struct UsageRecord {
@@ -76,6 +91,8 @@ pub struct UsageRecord {
     pub streamed: bool,
     /// Whether the client disconnected before the answer was complete.
     pub client_cancelled: bool,
+    /// Every target tried, in order; the last one served (or failed) the request.
+    pub attempts: Vec<Attempt>,
 }
 
 mod unix_millis {

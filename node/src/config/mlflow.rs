@@ -79,6 +79,8 @@ impl MlflowEndpoint {
             name: self.name,
             kind: kind.to_owned(),
             targets: vec![target],
+            fallbacks: Vec::new(),
+            routing: Default::default(),
             rate_limit: self.limit,
             timeouts: RawTimeouts::default(),
         })

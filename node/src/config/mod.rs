@@ -3,6 +3,7 @@
 //! the typed [`Config`]. Every error names the field path and the problem, and is scrubbed of
 //! any value that came from the environment.
 
+mod endpoint;
 mod env;
 mod mlflow;
 mod model;
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub use env::{Env, ProcessEnv};
 pub use model::{
-    Auth, AzureTarget, Config, Credentials, Endpoint, EndpointKind, GatewayKeys, KeyInfo, Limits,
-    RateLimit, Target, Timeouts,
+    Auth, AzureTarget, Balance, Config, Credentials, EjectionPolicy, Endpoint, EndpointKind,
+    GatewayKeys, KeyInfo, Limits, RateLimit, RetryPolicy, Routing, StickyKey, Target, Timeouts,
 };
 
 use serde_json::Value;

@@ -94,6 +94,8 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// The whole upstream exchange, streams included.
     pub total: Duration,
+    /// Longest pause between two stream events.
+    pub idle: Duration,
 }
 
 /// The operation an endpoint serves.
@@ -143,10 +145,14 @@ pub struct Endpoint {
     pub name: String,
     /// Operation served.
     pub kind: EndpointKind,
-    /// Targets, at least one; chosen by weight.
+    /// Targets, at least one; chosen by weight (the traffic split).
     pub targets: Vec<Target>,
     /// Sum of the targets' weights (> 0).
     pub total_weight: u32,
+    /// Targets tried in order when the split's choice fails with a retryable error.
+    pub fallbacks: Vec<Target>,
+    /// How targets are chosen, retried and ejected.
+    pub routing: Routing,
     /// Local rate limit, if any.
     pub rate_limit: Option<RateLimit>,
     /// Upstream timeouts for this endpoint.
@@ -154,18 +160,108 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Picks a target by weight; `roll` is uniform in `0..total_weight`.
-    pub fn pick_target(&self, roll: u32) -> &Target {
+    /// The split target a `roll` uniform in `0..total_weight` lands on, by index.
+    pub fn split_index(&self, roll: u32) -> usize {
         let mut left = roll;
-        for target in &self.targets {
+        for (index, target) in self.targets.iter().enumerate() {
             if left < target.weight {
-                return target;
+                return index;
             }
             left -= target.weight;
         }
         // Unreachable for roll < total_weight; the first target is a safe answer anyway.
-        &self.targets[0]
+        0
     }
+
+    /// Picks a split target by weight; `roll` is uniform in `0..total_weight`.
+    pub fn pick_target(&self, roll: u32) -> &Target {
+        &self.targets[self.split_index(roll)]
+    }
+
+    /// Every candidate: the split targets, then the fallbacks. Indexes into this sequence
+    /// name candidates in routing state.
+    pub fn candidates(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().chain(&self.fallbacks)
+    }
+
+    /// The candidate at `index` (split targets first, then fallbacks).
+    pub fn candidate(&self, index: usize) -> &Target {
+        self.targets
+            .get(index)
+            .or_else(|| self.fallbacks.get(index - self.targets.len()))
+            .unwrap_or(&self.targets[0])
+    }
+
+    /// Number of candidates.
+    pub fn candidate_count(&self) -> usize {
+        self.targets.len() + self.fallbacks.len()
+    }
+}
+
+/// Routing options of an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// Keep a caller on one split target, keyed by a header or body field.
+    pub sticky: Option<StickyKey>,
+    /// How the split target is chosen.
+    pub balance: Balance,
+    /// Retries and fallbacks.
+    pub retry: RetryPolicy,
+    /// Passive outlier ejection.
+    pub ejection: EjectionPolicy,
+}
+
+/// Where the sticky key is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    /// A request header (e.g. `x-user-id`).
+    Header(http::HeaderName),
+    /// A top-level string field of the body (e.g. `user`).
+    BodyField(String),
+}
+
+/// Choice among the split targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Random in proportion to weight.
+    Weighted,
+    /// Power of two choices by peak-EWMA latency × in-flight, among healthy targets of the
+    /// same (highest) weight.
+    LeastLatency,
+}
+
+/// When and how a failed attempt is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Most attempts per request (first included); `None`: each candidate once.
+    pub attempts: Option<u32>,
+    /// Base of the exponential backoff before retrying the same target.
+    pub backoff: Duration,
+    /// Cap of the backoff, and the longest `Retry-After` honoured.
+    pub max_backoff: Duration,
+    /// Upstream statuses that are retried (connect errors and timeouts always are).
+    pub on_status: Vec<u16>,
+    /// Retries allowed as a fraction of requests (over a 10 s window).
+    pub budget_ratio: f64,
+    /// Retries always allowed per second, whatever the ratio.
+    pub budget_min_per_second: u32,
+}
+
+/// When a failing target is taken out of rotation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EjectionPolicy {
+    /// Eject after this many failures in a row (0 disables).
+    pub consecutive_failures: u32,
+    /// Eject when the failure rate over `window` reaches this (0 disables).
+    pub error_rate: f64,
+    /// Requests needed in the window before the rate counts.
+    pub min_requests: u32,
+    /// The error-rate window.
+    pub window: Duration,
+    /// First ejection's length; doubles on each repeat, up to `max_cooldown`.
+    pub cooldown: Duration,
+    /// Longest ejection.
+    pub max_cooldown: Duration,
 }
 
 /// One upstream model behind an endpoint.
@@ -194,6 +290,8 @@ pub struct Target {
     pub max_tokens: Option<u64>,
     /// Price override for this target (else the price table).
     pub price: Option<ModelPrice>,
+    /// Timeouts for calls to this target (its own, else the endpoint's).
+    pub timeouts: Timeouts,
 }
 
 /// Upstream credentials for one target.

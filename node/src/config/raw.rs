@@ -86,6 +86,9 @@ pub struct RawTimeouts {
     /// Whole exchange.
     #[serde(default)]
     pub total: Option<String>,
+    /// Longest pause between stream events.
+    #[serde(default)]
+    pub idle: Option<String>,
 }
 
 /// A native endpoint.
@@ -96,8 +99,14 @@ pub struct RawEndpoint {
     pub name: String,
     /// `chat`, `completions` or `embeddings`.
     pub kind: String,
-    /// Targets.
+    /// Targets (the traffic split).
     pub targets: Vec<RawTarget>,
+    /// Ordered fallback targets.
+    #[serde(default)]
+    pub fallbacks: Vec<RawTarget>,
+    /// Routing options.
+    #[serde(default)]
+    pub routing: RawRouting,
     /// Local fixed-window limit.
     #[serde(default)]
     pub rate_limit: Option<RawRateLimit>,
@@ -141,6 +150,9 @@ pub struct RawTarget {
     /// Price override, USD per million tokens.
     #[serde(default)]
     pub price: Option<RawTargetPrice>,
+    /// Timeout overrides for this target.
+    #[serde(default)]
+    pub timeouts: Option<RawTimeouts>,
 }
 
 /// A per-target price, USD per million tokens.
@@ -205,4 +217,82 @@ pub struct RawRateLimit {
     pub calls: u64,
     /// `second`, `minute`, `hour` or `day`.
     pub renewal_period: String,
+}
+
+/// Routing options as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Sticky split: `{header: x-user-id}` or `{body_field: user}`.
+    #[serde(default)]
+    pub sticky: Option<RawSticky>,
+    /// `weighted` (default) or `least_latency`.
+    #[serde(default)]
+    pub balance: Option<String>,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RawRetry,
+    /// Outlier ejection.
+    #[serde(default)]
+    pub ejection: RawEjection,
+}
+
+/// Sticky key as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    /// Header name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Top-level body field.
+    #[serde(default)]
+    pub body_field: Option<String>,
+}
+
+/// Retry policy as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Most attempts, the first included.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Backoff base (`100ms`).
+    #[serde(default)]
+    pub backoff: Option<String>,
+    /// Backoff cap (`2s`).
+    #[serde(default)]
+    pub max_backoff: Option<String>,
+    /// Retried statuses.
+    #[serde(default)]
+    pub on_status: Option<Vec<u16>>,
+    /// Retries as a fraction of requests.
+    #[serde(default)]
+    pub budget: Option<f64>,
+    /// Retries always allowed per second.
+    #[serde(default)]
+    pub budget_min_per_second: Option<u32>,
+}
+
+/// Ejection policy as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEjection {
+    /// Failures in a row that eject.
+    #[serde(default)]
+    pub consecutive_failures: Option<u32>,
+    /// Failure rate that ejects.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Requests needed before the rate counts.
+    #[serde(default)]
+    pub min_requests: Option<u32>,
+    /// Rate window (`10s`).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// First ejection length (`10s`).
+    #[serde(default)]
+    pub cooldown: Option<String>,
+    /// Longest ejection (`5m`).
+    #[serde(default)]
+    pub max_cooldown: Option<String>,
 }

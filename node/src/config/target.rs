@@ -1,15 +1,21 @@
 //! Validation of one target: provider, base URL, credentials and the provider-specific
 //! fields (Azure deployment, cloud region and project, `max_tokens`, price override).
 
-use super::model::{AzureTarget, Credentials, Target};
-use super::raw::{RawCredentials, RawTarget};
-use super::validate::Problems;
+use super::model::{AzureTarget, Credentials, Target, Timeouts};
+use super::raw::{RawCredentials, RawTarget, RawTimeouts};
+use super::validate::{Problems, timeouts};
 use crate::pricing;
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
 
-/// Validates a raw target; `None` when it cannot be used at all.
-pub(super) fn target(raw: RawTarget, path: &str, problems: &mut Problems) -> Option<Target> {
+/// Validates a raw target; `None` when it cannot be used at all. Its timeouts are its own
+/// overrides over `defaults` (the endpoint's).
+pub(super) fn target(
+    raw: RawTarget,
+    path: &str,
+    defaults: Timeouts,
+    problems: &mut Problems,
+) -> Option<Target> {
     let Some(provider) = ProviderKind::from_name(&raw.provider) else {
         problems.add(
             format!("{path}.provider"),
@@ -119,7 +125,26 @@ pub(super) fn target(raw: RawTarget, path: &str, problems: &mut Problems) -> Opt
         project,
         max_tokens: raw.max_tokens,
         price,
+        timeouts: target_timeouts(raw.timeouts, defaults, path, problems),
     })
+}
+
+fn target_timeouts(
+    own: Option<RawTimeouts>,
+    defaults: Timeouts,
+    path: &str,
+    problems: &mut Problems,
+) -> Timeouts {
+    let Some(own) = own else {
+        return defaults;
+    };
+    if own.connect.is_some() {
+        problems.add(
+            format!("{path}.timeouts.connect"),
+            "can only be set at the top level (`timeouts.connect`)",
+        );
+    }
+    timeouts(&own, defaults, &format!("{path}.timeouts"), problems)
 }
 
 fn nonempty(value: Option<String>) -> Option<String> {

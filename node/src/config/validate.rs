@@ -7,13 +7,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
-use super::mlflow::{self, MlflowEndpoint};
-use super::model::{
-    Auth, Config, Endpoint, EndpointKind, GatewayKeys, KeyInfo, Limits, RateLimit, Target, Timeouts,
-};
-use super::raw::{RawAuthMode, RawConfig, RawEndpoint, RawRateLimit, RawTimeouts};
-use super::target::target;
-use super::{ConfigError, Mode, from_value};
+use super::endpoint::endpoint;
+use super::model::{Auth, Config, Endpoint, GatewayKeys, KeyInfo, Limits, Timeouts};
+use super::raw::{RawAuthMode, RawConfig, RawTimeouts};
+use super::{ConfigError, Mode};
 use crate::pricing::PriceTable;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -22,6 +19,7 @@ const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(10),
     first_byte: Duration::from_secs(300),
     total: Duration::from_secs(600),
+    idle: Duration::from_secs(120),
 };
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -34,7 +32,7 @@ impl Problems {
         self.0.push(ConfigError::field(path, message));
     }
 
-    fn push(&mut self, error: ConfigError) {
+    pub(super) fn push(&mut self, error: ConfigError) {
         match error {
             ConfigError::Many(all) => self.0.extend(all),
             other => self.0.push(other),
@@ -194,111 +192,7 @@ fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn endpoint(
-    entry: serde_json::Value,
-    path: &str,
-    defaults: Timeouts,
-    problems: &mut Problems,
-) -> Option<Endpoint> {
-    let raw: RawEndpoint = if mlflow::is_mlflow_entry(&entry) {
-        let parsed: MlflowEndpoint = from_value(entry, path).map_err(|e| problems.push(e)).ok()?;
-        parsed
-            .into_native()
-            .map_err(|e| problems.add(path, e.to_string()))
-            .ok()?
-    } else {
-        from_value(entry, path).map_err(|e| problems.push(e)).ok()?
-    };
-
-    let name_ok = !raw.name.is_empty()
-        && raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !name_ok {
-        problems.add(
-            format!("{path}.name"),
-            format!("`{}` must match [A-Za-z0-9_-]+", raw.name),
-        );
-    }
-    let kind = match raw.kind.as_str() {
-        "chat" => EndpointKind::Chat,
-        "completions" => EndpointKind::Completions,
-        "embeddings" => EndpointKind::Embeddings,
-        other => {
-            problems.add(
-                format!("{path}.kind"),
-                format!("unknown kind `{other}` (expected chat, completions or embeddings)"),
-            );
-            EndpointKind::Chat
-        }
-    };
-    if raw.targets.is_empty() {
-        problems.add(format!("{path}.targets"), "at least one target is required");
-    }
-    let targets: Vec<Target> = raw
-        .targets
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, target_raw)| {
-            target(target_raw, &format!("{path}.targets[{index}]"), problems)
-        })
-        .collect();
-    let total_weight = targets
-        .iter()
-        .try_fold(0u32, |sum, t| sum.checked_add(t.weight));
-    let Some(total_weight) = total_weight else {
-        problems.add(format!("{path}.targets"), "the sum of weights overflows");
-        return None;
-    };
-    let rate_limit = raw
-        .rate_limit
-        .as_ref()
-        .and_then(|limit| rate_limit(limit, &format!("{path}.rate_limit"), problems));
-    let timeouts = timeouts(
-        &raw.timeouts,
-        defaults,
-        &format!("{path}.timeouts"),
-        problems,
-    );
-    if targets.is_empty() {
-        return None;
-    }
-    Some(Endpoint {
-        name: raw.name,
-        kind,
-        targets,
-        total_weight,
-        rate_limit,
-        timeouts,
-    })
-}
-
-fn rate_limit(raw: &RawRateLimit, path: &str, problems: &mut Problems) -> Option<RateLimit> {
-    let period = match raw.renewal_period.as_str() {
-        "second" => Duration::from_secs(1),
-        "minute" => Duration::from_secs(60),
-        "hour" => Duration::from_secs(3600),
-        "day" => Duration::from_secs(86_400),
-        other => {
-            problems.add(
-                format!("{path}.renewal_period"),
-                format!("`{other}` must be second, minute, hour or day"),
-            );
-            return None;
-        }
-    };
-    if raw.calls == 0 {
-        problems.add(format!("{path}.calls"), "must be greater than 0");
-        return None;
-    }
-    Some(RateLimit {
-        calls: raw.calls,
-        period,
-    })
-}
-
-fn timeouts(
+pub(super) fn timeouts(
     raw: &RawTimeouts,
     defaults: Timeouts,
     path: &str,
@@ -313,10 +207,11 @@ fn timeouts(
         connect: one(&raw.connect, "connect", defaults.connect),
         first_byte: one(&raw.first_byte, "first_byte", defaults.first_byte),
         total: one(&raw.total, "total", defaults.total),
+        idle: one(&raw.idle, "idle", defaults.idle),
     }
 }
 
-fn duration(text: &str, path: &str, problems: &mut Problems) -> Duration {
+pub(super) fn duration(text: &str, path: &str, problems: &mut Problems) -> Duration {
     match humantime::parse_duration(text) {
         Ok(value) if !value.is_zero() => value,
         _ => {

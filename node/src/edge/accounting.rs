@@ -10,7 +10,7 @@ use super::error::{ApiError, ErrorShape};
 use crate::config::Target;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
-use crate::usage::{RouteKind, Usage, UsageRecord, UsageSink, micros};
+use crate::usage::{Attempt, RouteKind, Usage, UsageRecord, UsageSink, micros};
 
 /// Status recorded when the client disconnected before the answer was complete.
 pub const CLIENT_CLOSED: u16 = 499;
@@ -24,6 +24,7 @@ pub struct Accounting {
     provider: Option<ProviderKind>,
     price_override: Option<ModelPrice>,
     upstream_started: Option<Instant>,
+    attempt_started: Option<Instant>,
     upstream: Duration,
     /// Output tokens estimated from streamed chunks, used only if the stream is cut before
     /// the provider reported usage.
@@ -71,10 +72,12 @@ impl Accounting {
                 ttft_us: None,
                 streamed: false,
                 client_cancelled: false,
+                attempts: Vec::new(),
             },
             provider: None,
             price_override: None,
             upstream_started: None,
+            attempt_started: None,
             upstream: Duration::ZERO,
             streamed_chunks: 0,
             usage_reported: false,
@@ -93,14 +96,41 @@ impl Accounting {
         self.record.endpoint = Some(name.to_owned());
     }
 
-    /// Records the chosen target and marks the start of the upstream call.
+    /// Records the target of a new attempt; the first attempt starts the upstream clock.
     pub fn upstream_begins(&mut self, target: &Target, streamed: bool) {
         self.provider = Some(target.provider);
         self.price_override = target.price;
         self.record.provider = Some(target.provider.name());
         self.record.model = Some(target.model.clone());
         self.record.streamed = streamed;
-        self.upstream_started = Some(Instant::now());
+        let now = Instant::now();
+        self.upstream_started.get_or_insert(now);
+        self.attempt_started = Some(now);
+    }
+
+    fn push_attempt(&mut self, status: u16, error_type: Option<&'static str>) {
+        let latency = self
+            .attempt_started
+            .take()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        self.record.attempts.push(Attempt {
+            provider: self.record.provider.unwrap_or("unknown"),
+            model: self.record.model.clone().unwrap_or_default(),
+            status,
+            error_type,
+            latency_us: micros(latency),
+        });
+    }
+
+    /// Records that the current attempt failed with `error`.
+    pub fn attempt_failed(&mut self, error: &ApiError) {
+        self.push_attempt(error.status.as_u16(), Some(error.code.as_str()));
+    }
+
+    /// Records that the current attempt is serving the answer.
+    pub fn attempt_served(&mut self) {
+        self.push_attempt(200, None);
     }
 
     /// Marks the end of the upstream exchange (last byte read).

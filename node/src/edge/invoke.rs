@@ -1,26 +1,34 @@
-//! The unified call: authenticate, read the body, resolve the endpoint and operation,
-//! admit against the endpoint's limit, pick a target, call the provider, and answer — as
-//! JSON or as a stream — with the usage record closed exactly once on every path.
+//! The unified call: admit the request ([`super::admit`]), then try the endpoint's
+//! candidates in the order routing plans — retrying and failing over on retryable errors,
+//! within the attempt limit and the retry budget, skipping ejected targets — and answer as
+//! JSON or as a stream. The usage record lists every attempt and is closed exactly once on
+//! every path.
+//!
+//! A streamed answer can still fail over until its first event: the first event is read
+//! before anything is sent to the client.
 
-use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use super::Gateway;
 use super::accounting::Accounting;
-use super::auth::authenticate;
-use super::body::{parse_object, read_limited};
+use super::admit::{Admitted, admit, estimate_input_tokens, rate_limit_headers};
 use super::context::{RequestContext, UpstreamTime};
 use super::error::{ApiError, ErrorCode, ErrorShape};
-use super::limiter::Admission;
-use super::runtime::Runtime;
+use super::routing::health::Availability;
+use super::routing::plan::plan;
+use super::routing::retry::{Failure, backoff, blames_target, classify, retry_after};
 use super::stream::MeteredStream;
-use crate::config::{Endpoint, KeyInfo};
-use crate::providers::{Operation, ProviderRequest};
+use crate::config::Target;
+use crate::providers::{
+    Completion, EventStream, Operation, ProviderError, ProviderRequest, TimeoutPhase,
+};
 use crate::usage::RouteKind;
 
 /// Where a route finds the endpoint name.
@@ -66,14 +74,10 @@ pub struct CallSpec {
     pub shape: ErrorShape,
 }
 
-/// Everything checked before a provider is called.
-struct Admitted {
-    endpoint: Arc<Endpoint>,
-    op: Operation,
-    body: Map<String, Value>,
-    stream: bool,
-    client_wants_usage: bool,
-    admission: Option<Admission>,
+/// A provider's answer, before it is sent.
+enum Answer {
+    Complete(Completion),
+    Stream(EventStream),
 }
 
 /// Serves one unified or passthrough call.
@@ -98,332 +102,230 @@ pub async fn invoke(
     let Admitted {
         endpoint,
         op,
-        mut body,
+        body,
         stream,
         client_wants_usage,
         admission,
+        sticky_key,
     } = admitted;
+    let Some(state) = runtime.endpoints.get(&endpoint.name) else {
+        let error = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "Endpoint state is missing.",
+        );
+        return accounting.reject(error, spec.shape);
+    };
+    let routing = &state.routing;
+    let policy = &endpoint.routing.retry;
+    if stream {
+        accounting.estimate_input(estimate_input_tokens(&body));
+    }
 
-    let target = endpoint.pick_target(fastrand::u32(0..endpoint.total_weight));
-    body.insert("model".into(), Value::String(target.model.clone()));
-    accounting.upstream_begins(target, stream);
-    let target_header =
-        HeaderValue::from_str(&format!("{}/{}", target.provider, target.model)).ok();
+    routing.budget.deposit();
+    let order = plan(&endpoint, routing, sticky_key.as_deref());
+    let every_candidate_ejected = order.iter().all(|i| !routing.health[*i].is_healthy());
+    let max_attempts = policy.attempts.map_or(order.len(), |a| a as usize);
+    let mut body = Some(body);
+    let mut attempts = 0usize;
+    let mut position = 0usize;
+    let mut skipped_in_a_row = 0usize;
+    let mut last_error: Option<ProviderError> = None;
+
+    while attempts < max_attempts && skipped_in_a_row < order.len() {
+        let index = order[position % order.len()];
+        let round = position / order.len();
+        position += 1;
+        let health = &routing.health[index];
+        if !every_candidate_ejected && health.claim() == Availability::Ejected {
+            skipped_in_a_row += 1;
+            continue;
+        }
+        if attempts > 0 {
+            if !routing.budget.withdraw() {
+                tracing::warn!(endpoint = %endpoint.name, "retry budget spent: not retrying");
+                break;
+            }
+            if round > 0 {
+                // Back to a target already tried: wait, as the provider asks if it did.
+                let asked = last_error.as_ref().and_then(retry_after);
+                match backoff(policy, round as u32, asked) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => break,
+                }
+            }
+        }
+        let target = endpoint.candidate(index);
+        let last_chance = attempts + 1 >= max_attempts;
+        let mut request_body = if last_chance {
+            body.take().unwrap_or_default()
+        } else {
+            body.clone().unwrap_or_default()
+        };
+        request_body.insert("model".into(), Value::String(target.model.clone()));
+        health.begin();
+        accounting.upstream_begins(target, stream);
+        let started = Instant::now();
+        let result = call(
+            gateway,
+            op,
+            target,
+            request_body,
+            client_wants_usage,
+            &headers,
+            stream,
+        )
+        .await;
+        let latency = started.elapsed();
+        match result {
+            Ok(answer) => {
+                health.success(latency);
+                accounting.attempt_served();
+                let response = respond(answer, accounting, target, &spec);
+                return finish_headers(response, target, admission.as_ref());
+            }
+            Err(error) => {
+                let failure = classify(&error, policy);
+                if blames_target(&error) {
+                    health.failure(latency, &endpoint.routing.ejection);
+                } else {
+                    health.neutral();
+                }
+                if failure == Failure::Skip {
+                    skipped_in_a_row += 1;
+                    last_error = Some(error);
+                    continue;
+                }
+                skipped_in_a_row = 0;
+                attempts += 1;
+                accounting.attempt_failed(&ApiError::from(error.clone()));
+                tracing::debug!(
+                    endpoint = %endpoint.name,
+                    provider = %target.provider,
+                    model = %target.model,
+                    attempt = attempts,
+                    error = %error,
+                    "attempt failed"
+                );
+                last_error = Some(error);
+                if failure == Failure::Fatal {
+                    break;
+                }
+            }
+        }
+    }
+    let error = match last_error {
+        Some(error) => ApiError::from(error),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UpstreamConnectFailed,
+            "No target of this endpoint could take the request.",
+        ),
+    };
+    let mut response = accounting.reject(error, spec.shape);
+    if let Some(admission) = &admission {
+        rate_limit_headers(response.headers_mut(), admission);
+    }
+    response
+}
+
+/// One attempt against one target. A stream counts as started only once its first event
+/// has arrived, so an upstream that fails before that can still be failed over.
+async fn call(
+    gateway: &Gateway,
+    op: Operation,
+    target: &Target,
+    body: Map<String, Value>,
+    client_wants_usage: bool,
+    headers: &HeaderMap,
+    stream: bool,
+) -> Result<Answer, ProviderError> {
     let request = ProviderRequest {
         op,
         target,
         body,
         client_wants_usage,
-        timeouts: endpoint.timeouts,
-        client_headers: &headers,
+        timeouts: target.timeouts,
+        client_headers: headers,
     };
+    if !stream {
+        return gateway
+            .providers()
+            .complete(request)
+            .await
+            .map(Answer::Complete);
+    }
+    let mut events = gateway.providers().stream(request).await?;
+    let first = tokio::time::timeout(target.timeouts.first_byte, events.next())
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            phase: TimeoutPhase::FirstByte,
+        })?;
+    match first {
+        None => Err(ProviderError::InvalidResponse {
+            detail: "the stream ended before its first event".into(),
+        }),
+        Some(Err(error)) => Err(error),
+        Some(Ok(event)) => Ok(Answer::Stream(Box::pin(
+            futures::stream::once(async move { Ok(event) }).chain(events),
+        ))),
+    }
+}
 
-    let mut response = if stream {
-        accounting.estimate_input(estimate_input_tokens(&request.body));
-        match gateway.providers().stream(request).await {
-            Ok(events) => {
-                let upstream = accounting.upstream_elapsed();
-                let body =
-                    Body::from_stream(MeteredStream::new(events, accounting, 200, spec.shape));
-                let mut response = Response::new(body);
-                let headers = response.headers_mut();
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                headers.insert(
-                    http::header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-cache"),
-                );
-                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                response.extensions_mut().insert(UpstreamTime(upstream));
-                response
-            }
-            Err(err) => accounting.reject(err, spec.shape),
+/// Turns a served answer into the client's response and closes (or hands over) the record.
+fn respond(
+    answer: Answer,
+    mut accounting: Accounting,
+    target: &Target,
+    spec: &CallSpec,
+) -> Response {
+    match answer {
+        Answer::Stream(events) => {
+            let upstream = accounting.upstream_elapsed();
+            let body = Body::from_stream(MeteredStream::new(events, accounting, 200, spec.shape));
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response.extensions_mut().insert(UpstreamTime(upstream));
+            response
         }
-    } else {
-        match gateway.providers().complete(request).await {
-            Ok(completion) => {
-                accounting.upstream_ends();
-                accounting.usage(completion.usage);
-                let upstream = accounting.upstream_elapsed();
-                let mut answer = completion.body;
-                if spec.route == RouteKind::Unified {
-                    answer.insert(
-                        "provider".into(),
-                        Value::String(target.provider.name().into()),
-                    );
-                }
-                accounting.finish(200);
-                let mut response = (StatusCode::OK, Json(Value::Object(answer))).into_response();
-                response.extensions_mut().insert(UpstreamTime(upstream));
-                response
+        Answer::Complete(completion) => {
+            accounting.upstream_ends();
+            accounting.usage(completion.usage);
+            let upstream = accounting.upstream_elapsed();
+            let mut answer = completion.body;
+            if spec.route == RouteKind::Unified {
+                answer.insert(
+                    "provider".into(),
+                    Value::String(target.provider.name().into()),
+                );
             }
-            Err(err) => accounting.reject(err, spec.shape),
+            accounting.finish(200);
+            let mut response = (StatusCode::OK, Json(Value::Object(answer))).into_response();
+            response.extensions_mut().insert(UpstreamTime(upstream));
+            response
         }
-    };
-    if let Some(value) = target_header {
+    }
+}
+
+fn finish_headers(
+    mut response: Response,
+    target: &Target,
+    admission: Option<&super::limiter::Admission>,
+) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", target.provider, target.model)) {
         response.headers_mut().insert("x-floodgate-target", value);
     }
     if let Some(admission) = admission {
-        rate_limit_headers(response.headers_mut(), &admission);
+        rate_limit_headers(response.headers_mut(), admission);
     }
     response
-}
-
-async fn admit(
-    runtime: &Runtime,
-    spec: &CallSpec,
-    headers: &HeaderMap,
-    body: Body,
-    accounting: &mut Accounting,
-) -> Result<Admitted, ApiError> {
-    let config = &runtime.config;
-    let key = authenticate(&config.auth, headers)?;
-    if let Some(key) = &key {
-        accounting.key(&key.id);
-    }
-    let bytes = read_limited(headers, body, config.limits.max_body_bytes).await?;
-    let mut body = parse_object(&bytes)?;
-
-    let name = match &spec.endpoint {
-        EndpointFrom::Path(name) => name.clone(),
-        EndpointFrom::BodyModel => match body.get("model") {
-            Some(Value::String(name)) => name.clone(),
-            Some(_) => return Err(ApiError::invalid("`model` must be a string.").param("model")),
-            None => {
-                return Err(ApiError::invalid(
-                    "You must provide a `model` parameter: the name of a gateway endpoint.",
-                )
-                .param("model"));
-            }
-        },
-    };
-    let endpoint = resolve(runtime, &name, key.as_deref())?;
-    accounting.endpoint(&endpoint.name);
-
-    let op = match spec.operation {
-        OperationFrom::Fixed(op) => op,
-        OperationFrom::BodyKeys => operation_from_keys(&mut body)?,
-    };
-    if !op.served_by(endpoint.kind) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::EndpointKindMismatch,
-            format!(
-                "Endpoint `{}` is a {} endpoint and cannot serve this request.",
-                endpoint.name,
-                endpoint.kind.name()
-            ),
-        ));
-    }
-    check_shape(op, &body)?;
-
-    let stream = match (spec.stream, body.get("stream")) {
-        (StreamFrom::Fixed(flag), _) => flag,
-        (StreamFrom::Body, None | Some(Value::Null)) => false,
-        (StreamFrom::Body, Some(Value::Bool(flag))) => *flag,
-        (StreamFrom::Body, Some(_)) => {
-            return Err(ApiError::invalid("`stream` must be a boolean.").param("stream"));
-        }
-    };
-    if stream && op == Operation::Embeddings {
-        return Err(ApiError::invalid("Embeddings cannot be streamed.").param("stream"));
-    }
-    let client_wants_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-
-    let admission = match runtime.limiters.get(&endpoint.name) {
-        None => None,
-        Some(limiter) => {
-            let admission = limiter.admit();
-            if !admission.allowed {
-                let mut headers = HeaderMap::new();
-                rate_limit_headers(&mut headers, &admission);
-                let error = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimitExceeded,
-                    format!(
-                        "Rate limit of {} requests per {}s reached for endpoint `{}`.",
-                        admission.limit,
-                        limiter.limit().period.as_secs(),
-                        endpoint.name
-                    ),
-                )
-                .retry_after(HeaderValue::from(admission.reset.as_secs().max(1)))
-                .headers(headers);
-                return Err(error);
-            }
-            Some(admission)
-        }
-    };
-    Ok(Admitted {
-        endpoint,
-        op,
-        body,
-        stream,
-        client_wants_usage,
-        admission,
-    })
-}
-
-/// Finds an endpoint the key may call.
-pub fn resolve(
-    runtime: &Runtime,
-    name: &str,
-    key: Option<&KeyInfo>,
-) -> Result<Arc<Endpoint>, ApiError> {
-    let endpoint = runtime.config.endpoints.get(name).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::ModelNotFound,
-            format!("The endpoint `{name}` does not exist."),
-        )
-        .param("model")
-    })?;
-    if let Some(key) = key
-        && !key.endpoints.is_empty()
-        && !key.endpoints.iter().any(|e| e == name)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::EndpointNotAllowed,
-            format!("This gateway key may not call endpoint `{name}`."),
-        ));
-    }
-    Ok(endpoint)
-}
-
-fn operation_from_keys(body: &mut Map<String, Value>) -> Result<Operation, ApiError> {
-    if body.contains_key("messages") {
-        return Ok(Operation::Chat);
-    }
-    if body.contains_key("prompt") {
-        return Ok(Operation::Completions);
-    }
-    if body.contains_key("input") {
-        return Ok(Operation::Embeddings);
-    }
-    if let Some(text) = body.remove("text") {
-        // MLflow 2.x embeddings payloads name the input `text`.
-        body.insert("input".into(), text);
-        return Ok(Operation::Embeddings);
-    }
-    Err(ApiError::invalid(
-        "The body must contain `messages` (chat), `prompt` (completions) or `input` (embeddings).",
-    ))
-}
-
-fn check_shape(op: Operation, body: &Map<String, Value>) -> Result<(), ApiError> {
-    let (field, ok) = match op {
-        Operation::Chat | Operation::AnthropicMessages => (
-            "messages",
-            body.get("messages")
-                .and_then(Value::as_array)
-                .is_some_and(|m| !m.is_empty() && m.iter().all(Value::is_object)),
-        ),
-        Operation::GeminiGenerateContent => (
-            "contents",
-            body.get("contents")
-                .and_then(Value::as_array)
-                .is_some_and(|c| !c.is_empty() && c.iter().all(Value::is_object)),
-        ),
-        Operation::Completions => (
-            "prompt",
-            matches!(body.get("prompt"), Some(Value::String(_) | Value::Array(_))),
-        ),
-        Operation::Embeddings => (
-            "input",
-            matches!(body.get("input"), Some(Value::String(_) | Value::Array(_))),
-        ),
-        Operation::Responses => ("input", body.contains_key("input")),
-    };
-    if ok {
-        Ok(())
-    } else {
-        let what = match op {
-            Operation::Chat | Operation::AnthropicMessages => {
-                "`messages` must be a non-empty array of message objects."
-            }
-            Operation::GeminiGenerateContent => "`contents` must be a non-empty array of objects.",
-            Operation::Completions => "`prompt` must be a string or an array.",
-            Operation::Embeddings => "`input` must be a string or an array.",
-            Operation::Responses => "`input` is required.",
-        };
-        Err(ApiError::invalid(what).param(field))
-    }
-}
-
-/// A rough input-token estimate (characters / 4) used only when a stream is cut before the
-/// provider reports usage.
-fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
-    fn chars(value: &Value) -> u64 {
-        match value {
-            Value::String(text) => text.chars().count() as u64,
-            Value::Array(items) => items.iter().map(chars).sum(),
-            Value::Object(map) => map.values().map(chars).sum(),
-            _ => 0,
-        }
-    }
-    let total: u64 = ["messages", "prompt", "input"]
-        .iter()
-        .filter_map(|key| body.get(*key))
-        .map(chars)
-        .sum();
-    total.div_ceil(4)
-}
-
-fn rate_limit_headers(headers: &mut HeaderMap, admission: &Admission) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(admission.limit));
-    headers.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from(admission.remaining),
-    );
-    headers.insert(
-        "x-ratelimit-reset",
-        HeaderValue::from(admission.reset.as_secs()),
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn object(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
-    }
-
-    #[test]
-    fn invocation_operation_follows_body_keys() {
-        let mut chat = object(json!({"messages": []}));
-        assert_eq!(operation_from_keys(&mut chat).ok(), Some(Operation::Chat));
-        let mut text = object(json!({"text": ["a"]}));
-        assert_eq!(
-            operation_from_keys(&mut text).ok(),
-            Some(Operation::Embeddings)
-        );
-        assert!(text.contains_key("input"));
-        let mut none = object(json!({"foo": 1}));
-        assert!(operation_from_keys(&mut none).is_err());
-    }
-
-    #[test]
-    fn shapes_are_checked_per_operation() {
-        assert!(
-            check_shape(
-                Operation::Chat,
-                &object(json!({"messages": [{"role": "user"}]}))
-            )
-            .is_ok()
-        );
-        assert!(check_shape(Operation::Chat, &object(json!({"messages": "hi"}))).is_err());
-        assert!(check_shape(Operation::Embeddings, &object(json!({"input": 3}))).is_err());
-    }
 }

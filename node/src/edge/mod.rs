@@ -20,6 +20,7 @@
 //! start; reloads swap the snapshot atomically and never touch a request in flight.
 
 pub mod accounting;
+pub mod admit;
 pub mod auth;
 pub mod body;
 pub mod context;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod invoke;
 pub mod limiter;
 pub mod routes;
+pub mod routing;
 pub mod runtime;
 pub mod stream;
 

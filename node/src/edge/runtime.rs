@@ -1,46 +1,79 @@
-//! What a request reads: the current config plus per-endpoint limiter state, swapped
-//! atomically on reload. Readers take an `Arc` snapshot and never lock; a request keeps the
-//! snapshot it started with, so a reload never changes a request in flight.
+//! What a request reads: the current config plus per-endpoint state (rate limiter, target
+//! health, retry budget), swapped atomically on reload. Readers take an `Arc` snapshot and
+//! never lock; a request keeps the snapshot it started with, so a reload never changes a
+//! request in flight. State carries over reloads: a limit that did not change keeps its
+//! window, a target keeps its health, an endpoint keeps its retry budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::limiter::WindowLimiter;
+use super::routing::health::TargetHealth;
+use super::routing::{EndpointRouting, TargetId};
 use crate::config::Config;
+
+/// Per-endpoint state shared by the requests to it.
+#[derive(Debug)]
+pub struct EndpointState {
+    /// The endpoint's rate limiter, if it has a `rate_limit`.
+    pub limiter: Option<Arc<WindowLimiter>>,
+    /// Target health and retry budget.
+    pub routing: EndpointRouting,
+}
 
 /// One config generation.
 #[derive(Debug)]
 pub struct Runtime {
     /// The validated config.
     pub config: Arc<Config>,
-    /// Limiters by endpoint name (only endpoints with a `rate_limit`).
-    pub limiters: HashMap<String, Arc<WindowLimiter>>,
+    /// State by endpoint name.
+    pub endpoints: HashMap<String, EndpointState>,
+    /// Health by target, shared by every endpoint that uses the target.
+    health: HashMap<TargetId, Arc<TargetHealth>>,
     /// Bumped on every applied reload, starting at 1.
     pub generation: u64,
 }
 
 impl Runtime {
-    /// Builds the next generation, keeping limiter state for endpoints whose limit did not
-    /// change so a reload does not reset anyone's window.
+    /// Builds the next generation from `config`, carrying state over from `previous`.
     pub fn next(config: Config, previous: Option<&Runtime>) -> Self {
-        let limiters = config
+        let mut health: HashMap<TargetId, Arc<TargetHealth>> = HashMap::new();
+        let endpoints = config
             .endpoints
             .values()
-            .filter_map(|endpoint| {
-                let limit = endpoint.rate_limit?;
-                let kept = previous
-                    .and_then(|p| p.limiters.get(&endpoint.name))
-                    .filter(|l| l.limit() == limit)
-                    .cloned();
-                Some((
-                    endpoint.name.clone(),
-                    kept.unwrap_or_else(|| Arc::new(WindowLimiter::new(limit))),
-                ))
+            .map(|endpoint| {
+                let before = previous.and_then(|p| p.endpoints.get(&endpoint.name));
+                let limiter = endpoint.rate_limit.map(|limit| {
+                    before
+                        .and_then(|b| b.limiter.clone())
+                        .filter(|l| l.limit() == limit)
+                        .unwrap_or_else(|| Arc::new(WindowLimiter::new(limit)))
+                });
+                let mut known: HashMap<TargetId, Arc<TargetHealth>> = endpoint
+                    .candidates()
+                    .filter_map(|target| {
+                        let id = TargetId::of(target);
+                        let found = health
+                            .get(&id)
+                            .or_else(|| previous.and_then(|p| p.health.get(&id)))?;
+                        Some((id, found.clone()))
+                    })
+                    .collect();
+                let same_retry_policy = previous
+                    .and_then(|p| p.config.endpoints.get(&endpoint.name))
+                    .is_some_and(|old| old.routing.retry == endpoint.routing.retry);
+                let budget = before
+                    .filter(|_| same_retry_policy)
+                    .map(|b| b.routing.budget.clone());
+                let routing = EndpointRouting::new(endpoint, &mut known, budget);
+                health.extend(known);
+                (endpoint.name.clone(), EndpointState { limiter, routing })
             })
             .collect();
         Self {
             config: Arc::new(config),
-            limiters,
+            endpoints,
+            health,
             generation: previous.map_or(1, |p| p.generation + 1),
         }
     }

@@ -12,6 +12,8 @@ pub enum TimeoutPhase {
     FirstByte,
     /// The whole exchange (stream included).
     Total,
+    /// Too long between two stream events.
+    Idle,
 }
 
 impl TimeoutPhase {
@@ -21,6 +23,7 @@ impl TimeoutPhase {
             Self::Connect => "connect",
             Self::FirstByte => "first byte",
             Self::Total => "total",
+            Self::Idle => "idle (between stream events)",
         }
     }
 }
@@ -43,7 +46,7 @@ pub struct UpstreamError {
 }
 
 /// A failed provider call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// Could not connect.
     #[error("could not connect to the provider: {detail}")]

@@ -12,6 +12,7 @@ mod openai;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -173,10 +174,11 @@ impl Providers {
             }))
     }
 
-    /// A streaming call; the returned stream ends with a total-timeout error if the answer
-    /// outlives the endpoint's total timeout.
+    /// A streaming call; the returned stream ends with a timeout error if the answer
+    /// outlives the total timeout or pauses longer than the idle timeout.
     pub async fn stream(&self, request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
         let deadline = tokio::time::Instant::now() + request.timeouts.total;
+        let request_idle = request.timeouts.idle;
         let call = async {
             match request.target.provider {
                 ProviderKind::Mock => self.mock.stream(request).await,
@@ -189,7 +191,7 @@ impl Providers {
             .unwrap_or(Err(ProviderError::Timeout {
                 phase: TimeoutPhase::Total,
             }))?;
-        Ok(with_deadline(stream, deadline))
+        Ok(with_deadline(stream, deadline, request_idle))
     }
 }
 
@@ -197,8 +199,12 @@ fn not_built(kind: ProviderKind) -> ProviderError {
     ProviderError::Unsupported(format!("provider `{kind}` is not available yet"))
 }
 
-/// Ends `stream` with a total-timeout error at `deadline`.
-fn with_deadline(stream: EventStream, deadline: tokio::time::Instant) -> EventStream {
+/// Ends `stream` with a timeout error at `deadline`, or when no event comes for `idle`.
+fn with_deadline(
+    stream: EventStream,
+    deadline: tokio::time::Instant,
+    idle: Duration,
+) -> EventStream {
     let state = (stream, false);
     Box::pin(futures::stream::unfold(
         state,
@@ -206,15 +212,16 @@ fn with_deadline(stream: EventStream, deadline: tokio::time::Instant) -> EventSt
             if done {
                 return None;
             }
-            match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut stream)).await {
+            let idle_until = tokio::time::Instant::now() + idle;
+            let (until, phase) = if idle_until < deadline {
+                (idle_until, TimeoutPhase::Idle)
+            } else {
+                (deadline, TimeoutPhase::Total)
+            };
+            match tokio::time::timeout_at(until, futures::StreamExt::next(&mut stream)).await {
                 Ok(Some(item)) => Some((item, (stream, false))),
                 Ok(None) => None,
-                Err(_) => Some((
-                    Err(ProviderError::Timeout {
-                        phase: TimeoutPhase::Total,
-                    }),
-                    (stream, true),
-                )),
+                Err(_) => Some((Err(ProviderError::Timeout { phase }), (stream, true))),
             }
         },
     ))

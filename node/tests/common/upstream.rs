@@ -18,6 +18,7 @@
 //! | `cut`          | streams two chunks, then closes without `[DONE]`                    |
 //! | `drip-<ms>`    | streams its chunks `<ms>` apart                                     |
 //! | `gate`         | waits before the response headers until [`Upstream::open_gate`]    |
+//! | `flaky-<n>-<st>` | fails its first `<n>` requests with HTTP `<st>` (`retry-after: 1`), then answers normally |
 //!
 //! Streaming `/v1/completions` requests are answered as a legacy text-completion SSE stream
 //! (`"object":"text_completion"` chunks, the same usage chunk and `[DONE]`).
@@ -74,6 +75,8 @@ struct Shared {
     streams_finished: AtomicUsize,
     gate_open: std::sync::atomic::AtomicBool,
     gate: Notify,
+    /// Requests seen per `flaky-*` model.
+    flaky: Mutex<HashMap<String, usize>>,
 }
 
 /// A running mock upstream.
@@ -197,6 +200,25 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    if let Some((failures, status)) = model.strip_prefix("flaky-").and_then(|rest| {
+        let (n, status) = rest.split_once('-')?;
+        Some((n.parse::<usize>().ok()?, status.parse::<u16>().ok()?))
+    }) {
+        let seen = {
+            let mut counts = shared.flaky.lock().unwrap();
+            let count = counts.entry(model.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        if seen <= failures {
+            let status = StatusCode::from_u16(status).unwrap();
+            let mut response = error(status, "upstream is flaky", "server_error", "flaky");
+            response
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+            return response;
+        }
+    }
     if let Some(status) = model
         .strip_prefix("error-")
         .and_then(|s| s.parse::<u16>().ok())

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 
 use crate::config::Endpoint;
 use crate::edge::Gateway;
+use crate::edge::admit::resolve;
 use crate::edge::auth::authenticate;
 use crate::edge::context::RequestContext;
 use crate::edge::error::ApiError;
 use crate::edge::error::ErrorShape;
-use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, StreamFrom, invoke, resolve};
+use crate::edge::invoke::{CallSpec, EndpointFrom, OperationFrom, StreamFrom, invoke};
 use crate::usage::RouteKind;
 
 /// MLflow's page size for `list_endpoints`.

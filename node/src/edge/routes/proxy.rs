@@ -12,11 +12,11 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::config::Credentials;
 use crate::edge::Gateway;
 use crate::edge::accounting::Accounting;
+use crate::edge::admit::resolve;
 use crate::edge::auth::authenticate;
 use crate::edge::body::read_limited;
 use crate::edge::context::{RequestContext, UpstreamTime};
 use crate::edge::error::{ApiError, ErrorCode, ErrorShape};
-use crate::edge::invoke::resolve;
 use crate::providers::{ProviderError, ProviderKind, TimeoutPhase};
 use crate::usage::RouteKind;
 
