@@ -24,12 +24,23 @@ impl LogFormat {
     }
 }
 
+/// `filter` with the targets that would log secrets turned off, whatever `RUST_LOG` says
+/// (a directive for the same target replaces the user's): AWS's SigV4 signer traces the
+/// canonical request, session token included.
+pub fn quiet_secrets(mut filter: EnvFilter) -> EnvFilter {
+    if let Ok(directive) = "aws_sigv4=off".parse() {
+        filter = filter.add_directive(directive);
+    }
+    filter
+}
+
 /// Installs the global subscriber. Keep the guard alive until exit: dropping it flushes.
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        quiet_secrets(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

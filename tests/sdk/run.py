@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Client compatibility: the official `openai` Python SDK, and MLflow's deployments client
-when `mlflow.deployments` is importable, against a real `floodgate dev` process.
+"""Client compatibility: the official `openai` and `anthropic` Python SDKs, and MLflow's
+deployments client when `mlflow.deployments` is importable, against a real `floodgate dev`
+process.
 
     python tests/sdk/run.py --floodgate target/debug/floodgate
 
-Needs `openai` (and optionally `mlflow-skinny`) installed in the interpreter that runs it.
-Prints one line per check and ends with exactly `N passed, M failed`; exits 1 if a check
-failed. The floodgate child is always stopped (SIGTERM, then SIGKILL) before exit.
+Needs `openai` and `anthropic` (and optionally `mlflow-skinny`) installed in the interpreter
+that runs it. Prints one line per check and ends with exactly `N passed, M failed`; exits 1
+if a check failed. The floodgate child is always stopped (SIGTERM, then SIGKILL) before exit.
 """
 
 import argparse
@@ -232,6 +233,65 @@ def openai_checks(checks, base_url, label):
         checks.run("openai %s: %s" % (label, name), check)
 
 
+def anthropic_checks(checks, addr):
+    """The official `anthropic` SDK against the native passthrough, answered by the mock."""
+    import anthropic
+
+    client = anthropic.Anthropic(
+        base_url="http://%s/gateway/anthropic" % addr, api_key="unused", max_retries=0, timeout=10.0
+    )
+    words = len(PROMPT.split())
+    messages = [{"role": "user", "content": PROMPT}]
+
+    def create():
+        message = client.messages.create(model="chat", max_tokens=256, system="Be brief.", messages=messages)
+        expect(message.type == "message", "type %r" % message.type)
+        expect(message.role == "assistant", "role %r" % message.role)
+        text = "".join(block.text for block in message.content if block.type == "text")
+        expect(text == PROMPT, "text %r" % text)
+        expect(message.stop_reason == "end_turn", "stop_reason %r" % message.stop_reason)
+        expect(message.usage.output_tokens == words, "output_tokens %s" % message.usage.output_tokens)
+        expect(message.usage.input_tokens > 0, "input_tokens %s" % message.usage.input_tokens)
+        return "usage %s/%s" % (message.usage.input_tokens, message.usage.output_tokens)
+
+    def stream():
+        with client.messages.stream(model="chat", max_tokens=256, messages=messages) as events:
+            pieces = list(events.text_stream)
+            final = events.get_final_message()
+        expect("".join(pieces) == PROMPT, "pieces %r" % pieces)
+        expect(len(pieces) == words, "%d pieces" % len(pieces))
+        text = "".join(block.text for block in final.content if block.type == "text")
+        expect(text == PROMPT, "final text %r" % text)
+        expect(final.stop_reason == "end_turn", "stop_reason %r" % final.stop_reason)
+        expect(final.usage.output_tokens == words, "output_tokens %s" % final.usage.output_tokens)
+        expect(final.usage.input_tokens > 0, "input_tokens %s" % final.usage.input_tokens)
+        return "%d pieces, usage %s/%s" % (len(pieces), final.usage.input_tokens, final.usage.output_tokens)
+
+    def max_tokens():
+        message = client.messages.create(model="chat", max_tokens=2, messages=messages)
+        expect(message.stop_reason == "max_tokens", "stop_reason %r" % message.stop_reason)
+        expect(message.usage.output_tokens == 2, "output_tokens %s" % message.usage.output_tokens)
+
+    def not_found():
+        try:
+            client.messages.create(model="no-such-endpoint", max_tokens=16, messages=messages)
+        except anthropic.NotFoundError as error:
+            expect(error.status_code == 404, "status %s" % error.status_code)
+            body = error.body if isinstance(error.body, dict) else {}
+            kind = (body.get("error") or {}).get("type", body.get("type"))
+            expect(kind == "not_found_error", "error type %r in %r" % (kind, error.body))
+            return "404 %s" % kind
+        raise AssertionError("no NotFoundError")
+
+    for name, check in [
+        ("messages.create", create),
+        ("messages.stream (text and final usage)", stream),
+        ("max_tokens stop", max_tokens),
+        ("unknown model -> NotFoundError", not_found),
+    ]:
+        checks.run("anthropic /gateway/anthropic: %s" % name, check)
+
+
 def mlflow_checks(checks, addr):
     from mlflow.deployments import get_deploy_client
 
@@ -306,6 +366,13 @@ def main():
                 called = True
                 openai_checks(checks, "http://%s/gateway/mlflow/v1" % addr, "/gateway/mlflow/v1")
                 openai_checks(checks, "http://%s/v1" % addr, "/v1")
+            try:
+                import anthropic  # noqa: F401
+            except ImportError as error:
+                checks.run("import anthropic", lambda: (_ for _ in ()).throw(error))
+            else:
+                called = True
+                anthropic_checks(checks, addr)
             try:
                 import mlflow.deployments  # noqa: F401
             except ImportError:

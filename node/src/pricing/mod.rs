@@ -14,7 +14,13 @@ use crate::usage::Usage;
 
 /// The tables shipped with the binary, one file per provider family, each with its own
 /// source and date.
-const SHIPPED_TABLES: &[&str] = &[include_str!("tables/openai.yaml")];
+const SHIPPED_TABLES: &[&str] = &[
+    include_str!("tables/openai.yaml"),
+    include_str!("tables/anthropic.yaml"),
+    include_str!("tables/gemini.yaml"),
+    include_str!("tables/cohere.yaml"),
+    include_str!("tables/bedrock.yaml"),
+];
 
 /// Prices of one model, in micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,15 @@
 //! format, calls upstream, and answers in OpenAI's shape: a JSON body for complete calls, a
 //! stream of ready-framed SSE events plus the usage it saw for streaming calls.
 
+mod anthropic;
+mod bedrock;
+mod cohere;
 mod error;
+mod gemini;
 mod kind;
 mod mock;
 mod openai;
+mod vertex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +24,15 @@ use futures::Stream;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+pub use anthropic::AnthropicProvider;
+pub use bedrock::BedrockProvider;
+pub use cohere::CohereProvider;
 pub use error::{ProviderError, TimeoutPhase, UpstreamError};
+pub use gemini::GeminiProvider;
 pub use kind::ProviderKind;
 pub use mock::MockProvider;
 pub use openai::{OpenAiProvider, authorize};
+pub use vertex::VertexProvider;
 
 use crate::config::{Credentials, EndpointKind, Target, Timeouts};
 use crate::usage::Usage;
@@ -137,6 +147,11 @@ pub trait Provider: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Providers {
     openai: OpenAiProvider,
+    anthropic: AnthropicProvider,
+    bedrock: BedrockProvider,
+    cohere: CohereProvider,
+    gemini: GeminiProvider,
+    vertex: VertexProvider,
     mock: MockProvider,
 }
 
@@ -144,7 +159,12 @@ impl Providers {
     /// Builds the providers around one pooled HTTP client.
     pub fn new(client: reqwest::Client) -> Self {
         Self {
-            openai: OpenAiProvider::new(client),
+            openai: OpenAiProvider::new(client.clone()),
+            anthropic: AnthropicProvider::new(client.clone()),
+            bedrock: BedrockProvider::new(client.clone()),
+            cohere: CohereProvider::new(client.clone()),
+            gemini: GeminiProvider::new(client.clone()),
+            vertex: VertexProvider::new(client),
             mock: MockProvider,
         }
     }
@@ -163,8 +183,22 @@ impl Providers {
         let call = async {
             match request.target.provider {
                 ProviderKind::Mock => self.mock.complete(request).await,
-                kind if kind.is_openai_family() => self.openai.complete(request).await,
-                kind => Err(not_built(kind)),
+                ProviderKind::Anthropic => self.anthropic.complete(request).await,
+                ProviderKind::Bedrock => self.bedrock.complete(request).await,
+                ProviderKind::Cohere => self.cohere.complete(request).await,
+                ProviderKind::Gemini => self.gemini.complete(request).await,
+                ProviderKind::Vertex => self.vertex.complete(request).await,
+                ProviderKind::OpenAi
+                | ProviderKind::AzureOpenAi
+                | ProviderKind::Mistral
+                | ProviderKind::Groq
+                | ProviderKind::Together
+                | ProviderKind::DeepSeek
+                | ProviderKind::Xai
+                | ProviderKind::OpenRouter
+                | ProviderKind::Ollama
+                | ProviderKind::Vllm
+                | ProviderKind::OpenAiCompatible => self.openai.complete(request).await,
             }
         };
         tokio::time::timeout(total, call)
@@ -182,8 +216,22 @@ impl Providers {
         let call = async {
             match request.target.provider {
                 ProviderKind::Mock => self.mock.stream(request).await,
-                kind if kind.is_openai_family() => self.openai.stream(request).await,
-                kind => Err(not_built(kind)),
+                ProviderKind::Anthropic => self.anthropic.stream(request).await,
+                ProviderKind::Bedrock => self.bedrock.stream(request).await,
+                ProviderKind::Cohere => self.cohere.stream(request).await,
+                ProviderKind::Gemini => self.gemini.stream(request).await,
+                ProviderKind::Vertex => self.vertex.stream(request).await,
+                ProviderKind::OpenAi
+                | ProviderKind::AzureOpenAi
+                | ProviderKind::Mistral
+                | ProviderKind::Groq
+                | ProviderKind::Together
+                | ProviderKind::DeepSeek
+                | ProviderKind::Xai
+                | ProviderKind::OpenRouter
+                | ProviderKind::Ollama
+                | ProviderKind::Vllm
+                | ProviderKind::OpenAiCompatible => self.openai.stream(request).await,
             }
         };
         let stream = tokio::time::timeout_at(deadline, call)
@@ -193,10 +241,6 @@ impl Providers {
             }))?;
         Ok(with_deadline(stream, deadline, request_idle))
     }
-}
-
-fn not_built(kind: ProviderKind) -> ProviderError {
-    ProviderError::Unsupported(format!("provider `{kind}` is not available yet"))
 }
 
 /// Ends `stream` with a timeout error at `deadline`, or when no event comes for `idle`.

@@ -2,6 +2,10 @@
 //! keeps records for assertions, and condition waits with deadlines (never bare sleeps).
 #![allow(dead_code)]
 
+pub mod anthropic_upstream;
+pub mod bedrock_upstream;
+pub mod cohere_upstream;
+pub mod gemini_upstream;
 pub mod upstream;
 
 use std::collections::HashMap;

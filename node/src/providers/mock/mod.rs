@@ -10,6 +10,12 @@
 //!
 //! Tokens: each message costs `ceil(chars / 4) + 4` input tokens plus 3 for the reply;
 //! each output word (one streamed chunk) is one output token.
+//!
+//! Native Anthropic Messages requests are answered in Anthropic's shapes by [`anthropic`],
+//! native Gemini `generateContent` requests in Gemini's by [`gemini`].
+
+mod anthropic;
+mod gemini;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -329,6 +335,12 @@ async fn delay_or_fail(behaviour: Behaviour) -> Result<(), ProviderError> {
 
 impl Provider for MockProvider {
     async fn complete(&self, request: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
+        if request.op == Operation::AnthropicMessages {
+            return anthropic::complete(request).await;
+        }
+        if request.op == Operation::GeminiGenerateContent {
+            return gemini::complete(request).await;
+        }
         let op = MockOp::of(request.op)?;
         let (behaviour, words, usage) = plan(&request, op);
         delay_or_fail(behaviour).await?;
@@ -343,6 +355,12 @@ impl Provider for MockProvider {
     }
 
     async fn stream(&self, request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
+        if request.op == Operation::AnthropicMessages {
+            return anthropic::stream(request).await;
+        }
+        if request.op == Operation::GeminiGenerateContent {
+            return gemini::stream(request).await;
+        }
         let op = MockOp::of(request.op)?;
         if matches!(op, MockOp::Embeddings | MockOp::Responses) {
             return Err(ProviderError::Unsupported(
