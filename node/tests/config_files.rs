@@ -715,3 +715,61 @@ fn errors_never_contain_environment_secrets() {
     );
     assert!(!shown.contains("SUPERSECRET"), "{shown}");
 }
+
+#[test]
+fn mlflow_files_name_anthropic_cohere_gemini_and_bedrock_models() {
+    let yaml = "auth: none
+endpoints:
+  - name: claude
+    endpoint_type: llm/v1/chat
+    model: {provider: anthropic, name: claude-sonnet-4-5, config: {anthropic_api_key: $ANTHROPIC_KEY}}
+  - name: command
+    endpoint_type: llm/v1/chat
+    model: {provider: cohere, name: command-a-03-2025, config: {cohere_api_key: co-key-123456}}
+  - name: gemini
+    endpoint_type: llm/v1/embeddings
+    model: {provider: gemini, name: gemini-embedding-001, config: {gemini_api_key: gm-key-123456}}
+  - name: nova
+    endpoint_type: llm/v1/chat
+    model:
+      provider: amazon-bedrock
+      name: amazon.nova-pro-v1:0
+      config:
+        aws_config: {aws_region: eu-west-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: $AWS_SECRET}
+";
+    let config = load(
+        yaml,
+        &[
+            ("ANTHROPIC_KEY", "sk-ant-test-123456"),
+            ("AWS_SECRET", "aws-secret-123456"),
+        ],
+        Mode::Serve,
+    )
+    .unwrap();
+    use floodgate::config::Credentials;
+    use floodgate::providers::ProviderKind;
+    let target = |name: &str| config.endpoints[name].targets[0].clone();
+    let claude = target("claude");
+    assert_eq!(claude.provider, ProviderKind::Anthropic);
+    assert!(
+        matches!(&claude.credentials, Credentials::ApiKey(k) if k.expose() == "sk-ant-test-123456")
+    );
+    assert_eq!(target("command").provider, ProviderKind::Cohere);
+    assert_eq!(target("gemini").provider, ProviderKind::Gemini);
+    let nova = target("nova");
+    assert_eq!(nova.provider, ProviderKind::Bedrock);
+    assert_eq!(nova.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        nova.api_base,
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    assert!(matches!(
+        &nova.credentials,
+        Credentials::Aws { access_key_id, secret_access_key, session_token: None }
+            if access_key_id == "AKIDEXAMPLE" && secret_access_key.expose() == "aws-secret-123456"
+    ));
+
+    let unknown_key = "auth: none\nendpoints:\n  - name: n\n    endpoint_type: llm/v1/chat\n    model: {provider: bedrock, name: m, config: {aws_config: {aws_region: r, aws_role_arn: x}}}\n";
+    let message = load_err(unknown_key, &[]).to_string();
+    assert!(message.contains("aws_config.aws_role_arn"), "{message}");
+}

@@ -104,8 +104,12 @@ pub fn load_file(path: &Path, mode: Mode, env: &dyn Env) -> Result<Config, Confi
 
 /// Parses and validates config text.
 pub fn load_str(text: &str, mode: Mode, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut value: Value =
-        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+    // YAML 1.2 booleans only: `n`, `yes` or `off` stay strings (an endpoint may be named
+    // `n`), as no config field is a boolean written any other way.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    let mut value: Value = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| ConfigError::Syntax(e.to_string()))?;
     if value.is_null() {
         value = Value::Object(Default::default());
     }
