@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, Mode, ProcessEnv};
 use crate::edge::Gateway;
+use crate::http_client::HttpClients;
 use crate::providers::Providers;
 use crate::usage::LogSink;
 use crate::{server, telemetry};
@@ -152,8 +153,8 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The HTTP client could not be built.
-    #[error("cannot build the upstream HTTP client: {0}")]
+    /// The upstream HTTP clients could not be built.
+    #[error("cannot build the upstream HTTP clients: {0}")]
     Client(#[from] reqwest::Error),
     /// The config watcher could not start.
     #[error(transparent)]
@@ -166,11 +167,11 @@ pub enum NodeError {
 async fn run_node(config: Config, watched: Option<PathBuf>) -> Result<(), NodeError> {
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let client = crate::http_client::build(config.timeouts.connect)?;
+    let clients = HttpClients::with_timeouts(config.connect_timeouts())?;
     let sink = LogSink::start(USAGE_QUEUE, &tracker);
     let listen = config.listen;
     let grace = config.shutdown_grace;
-    let gateway = Gateway::new(config, Providers::new(client), Arc::new(sink));
+    let gateway = Gateway::new(config, Providers::new(clients), Arc::new(sink));
     if let Some(path) = &watched {
         let target = gateway.clone();
         config::watch::watch(

@@ -9,7 +9,7 @@
 //! * [`pricing`] — the price table and request cost in integer micro-dollars.
 //! * [`usage`] — the per-request usage record and the sink it leaves through.
 //! * [`server`] — bind, serve, graceful shutdown.
-//! * [`http_client`] — the pooled upstream client and TLS setup.
+//! * [`http_client`] — the pooled upstream clients (one per connect timeout) and TLS setup.
 //! * [`telemetry`] — logging.
 //! * [`secret`] — strings that never print themselves.
 

@@ -22,6 +22,17 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens served from the provider's prompt cache.
     pub cached_tokens: u64,
+    /// Input tokens written to the provider's prompt cache, every cache lifetime included
+    /// (Anthropic's `cache_creation_input_tokens`, Bedrock's `cacheWriteInputTokens`,
+    /// OpenAI's `cache_write_tokens`). Part of `input_tokens`, like `cached_tokens`; zero
+    /// where the provider has no such notion.
+    pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written to the one-hour cache, which Anthropic (and
+    /// Claude on Bedrock and Vertex AI) bills at a higher rate than the five-minute cache.
+    /// Kept apart so the cost is exact: counting every write at the one-hour rate would
+    /// overstate the common five-minute case by 60%, and the five-minute rate would
+    /// understate one-hour writes.
+    pub cache_write_1h_tokens: u64,
 }
 
 /// Which family of route served the request.

@@ -9,7 +9,8 @@
 mod common;
 
 use common::anthropic_upstream::{
-    ANTHROPIC_KEY, AnthropicUpstream, CACHE_READ, OUTPUT, PIECES, PROMPT_TOKENS,
+    ANTHROPIC_KEY, AnthropicUpstream, CACHE_CREATION, CACHE_READ, INPUT, OUTPUT, PIECES,
+    PROMPT_TOKENS, TTL_SPLIT_WRITES,
 };
 use common::{Reply, TestGateway, client, send, wait_until, within};
 use floodgate::usage::RouteKind;
@@ -182,9 +183,51 @@ async fn chat_translates_the_request_and_the_answer() {
     assert_eq!(record.usage.input_tokens, PROMPT_TOKENS);
     assert_eq!(record.usage.output_tokens, OUTPUT);
     assert_eq!(record.usage.cached_tokens, CACHE_READ);
-    // claude-sonnet-5-5: $2/M input, $0.20/M cache read, $10/M output:
-    // 13 × 2 + 5 × 0.2 + 7 × 10 = 26 + 1 + 70 = 97 micro-dollars.
-    assert_eq!(record.cost_micros, Some(97));
+    assert_eq!(record.usage.cache_write_tokens, CACHE_CREATION);
+    assert_eq!(record.usage.cache_write_1h_tokens, 0);
+    // claude-sonnet-5-5: $2/M input, $0.20/M cache read, $2.50/M cache write, $10/M output:
+    // 11 × 2 + 2 × 2.5 + 5 × 0.2 + 7 × 10 = 22 + 5 + 1 + 70 = 98 micro-dollars.
+    assert_eq!(record.cost_micros, Some(98));
+}
+
+#[tokio::test]
+async fn cache_writes_are_costed_at_their_own_rates_streamed_or_not() {
+    let upstream = AnthropicUpstream::start().await;
+    let gw = one(&upstream, "claude-sonnet-5-5-ttl-split").await;
+    let (short, long) = TTL_SPLIT_WRITES;
+    for stream in [false, true] {
+        let body = json!({"model": "claude", "stream": stream,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let reply = send(chat(&gw, body)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let record = gw.usage.wait_for_request(&request_id(&reply)).await;
+        assert_eq!(record.streamed, stream);
+        assert_eq!(
+            (
+                record.usage.input_tokens,
+                record.usage.cached_tokens,
+                record.usage.cache_write_tokens,
+                record.usage.cache_write_1h_tokens,
+                record.usage.output_tokens,
+            ),
+            (
+                INPUT + short + long + CACHE_READ,
+                CACHE_READ,
+                short + long,
+                long,
+                OUTPUT
+            )
+        );
+        // claude-sonnet-5-5: $2/M input, $0.20 cache read, $2.50 five-minute write, $4
+        // one-hour write, $10 output: 11 × 2 + 5 × 0.2 + 300 × 2.5 + 200 × 4 + 7 × 10
+        // = 22 + 1 + 750 + 800 + 70 = 1643 micro-dollars (1093 if writes were input, 1343
+        // if every write were a five-minute one).
+        assert_eq!(record.cost_micros, Some(1643), "stream: {stream}");
+        // The record as written carries both counts.
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["usage"]["cache_write_tokens"], short + long);
+        assert_eq!(json["usage"]["cache_write_1h_tokens"], long);
+    }
 }
 
 #[tokio::test]

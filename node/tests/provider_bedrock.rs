@@ -11,7 +11,7 @@ mod common;
 use common::bedrock_upstream::{
     ACCESS_KEY_ID, API_KEY, BedrockUpstream, CACHE_READ, CACHE_WRITE, CLAUDE_USAGE, INPUT_TOKENS,
     OUTPUT_TOKENS, PIECES, REQUEST_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, TEMP_ACCESS_KEY_ID,
-    TEMP_SECRET_ACCESS_KEY,
+    TEMP_SECRET_ACCESS_KEY, TTL_SPLIT_WRITES,
 };
 use common::{Reply, TestGateway, client, send, wait_until, within};
 use serde_json::{Value, json};
@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 const PROMPT: u64 = INPUT_TOKENS + CACHE_READ + CACHE_WRITE;
 const NOVA_LITE: &str = "amazon.nova-lite-v1:0";
 const CLAUDE: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+/// A Sonnet 4.5 id (priced as `anthropic.claude-sonnet-4-5`) whose writes the mock splits by
+/// cache lifetime.
+const CLAUDE_TTL_SPLIT: &str = "anthropic.claude-sonnet-4-5-ttl-split-v1:0";
 
 /// How the gateway authenticates to the mock.
 #[derive(Clone, Copy)]
@@ -744,4 +747,114 @@ async fn leaving_after_message_delta_keeps_the_exact_usage() {
         ),
         (input + read, output, read)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompt-cache writes
+// ---------------------------------------------------------------------------------------
+
+/// `(input, cached, written, written for an hour, output)` of a record.
+fn cache_counts(record: &floodgate::usage::UsageRecord) -> (u64, u64, u64, u64, u64) {
+    let usage = &record.usage;
+    (
+        usage.input_tokens,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.cache_write_1h_tokens,
+        usage.output_tokens,
+    )
+}
+
+#[tokio::test]
+async fn claude_cache_writes_are_costed_at_bedrocks_write_rates() {
+    // anthropic.claude-sonnet-4-5: $3/M input, $0.30 cache read, $3.75 five-minute write,
+    // $6 one-hour write, $15 output.
+    let upstream = BedrockUpstream::start().await;
+    let gw = gateway(
+        &upstream,
+        Auth::Keys,
+        &[("plain", CLAUDE), ("split", CLAUDE_TTL_SPLIT)],
+    )
+    .await;
+    let (short, long) = TTL_SPLIT_WRITES;
+
+    // Converse's `cacheWriteInputTokens` without details: five-minute writes.
+    let reply = post(&gw, "/v1/chat/completions", &chat("plain", false)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let record = gw
+        .usage
+        .wait_for_request(reply.header("x-request-id"))
+        .await;
+    assert_eq!(
+        cache_counts(&record),
+        (PROMPT, CACHE_READ, CACHE_WRITE, 0, OUTPUT_TOKENS)
+    );
+    // 21 x 3 + 4 x 0.30 + 2 x 3.75 + 9 x 15 = 63 + 1.2 + 7.5 + 135 = 206.7 -> 207 µ$.
+    assert_eq!(record.cost_micros, Some(207));
+
+    // Converse with `cacheDetails`, complete and streamed:
+    // 21 x 3 + 4 x 0.30 + 300 x 3.75 + 200 x 6 + 9 x 15 = 2524.2 -> 2525 µ$.
+    for stream in [false, true] {
+        let request_id = if stream {
+            let mut sse = Sse::open(&gw, "/v1/chat/completions", &chat("split", true)).await;
+            sse.rest().await;
+            sse.request_id()
+        } else {
+            let reply = post(&gw, "/v1/chat/completions", &chat("split", false)).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            reply.header("x-request-id").to_owned()
+        };
+        let record = gw.usage.wait_for_request(&request_id).await;
+        assert_eq!(record.streamed, stream);
+        assert_eq!(
+            cache_counts(&record),
+            (
+                INPUT_TOKENS + CACHE_READ + short + long,
+                CACHE_READ,
+                short + long,
+                long,
+                OUTPUT_TOKENS
+            ),
+            "converse, stream: {stream}"
+        );
+        assert_eq!(record.cost_micros, Some(2525), "converse, stream: {stream}");
+    }
+
+    // Anthropic's Messages API on InvokeModel, complete and streamed:
+    // 13 x 3 + 5 x 0.30 + 300 x 3.75 + 200 x 6 + 8 x 15 = 2485.5 -> 2486 µ$.
+    let (input, read, output) = CLAUDE_USAGE;
+    for stream in [false, true] {
+        let request_id = if stream {
+            let mut sse = Sse::open(
+                &gw,
+                "/gateway/anthropic/v1/messages",
+                &messages("split", true),
+            )
+            .await;
+            sse.rest().await;
+            sse.request_id()
+        } else {
+            let reply = post(
+                &gw,
+                "/gateway/anthropic/v1/messages",
+                &messages("split", false),
+            )
+            .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            reply.header("x-request-id").to_owned()
+        };
+        let record = gw.usage.wait_for_request(&request_id).await;
+        assert_eq!(
+            cache_counts(&record),
+            (
+                input + read + short + long,
+                read,
+                short + long,
+                long,
+                output
+            ),
+            "invoke, stream: {stream}"
+        );
+        assert_eq!(record.cost_micros, Some(2486), "invoke, stream: {stream}");
+    }
 }

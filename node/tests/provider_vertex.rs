@@ -95,6 +95,21 @@ fn claude_answer() -> Value {
     })
 }
 
+/// Cache writes of the `claude-opus-4-1@ttl-split` model: (five-minute, one-hour).
+const TTL_SPLIT_WRITES: (u64, u64) = (300, 200);
+
+fn claude_ttl_split_answer() -> Value {
+    let (short, long) = TTL_SPLIT_WRITES;
+    json!({
+        "id": "msg_vrtx_3", "type": "message", "role": "assistant", "model": "claude-opus-4-1@ttl-split",
+        "content": [{"type": "text", "text": "Hello from Vertex Claude"}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 6, "cache_read_input_tokens": 4,
+                  "cache_creation_input_tokens": short + long,
+                  "cache_creation": {"ephemeral_5m_input_tokens": short, "ephemeral_1h_input_tokens": long}},
+    })
+}
+
 fn sse(events: Vec<String>) -> Response {
     Response::builder()
         .header("content-type", "text/event-stream")
@@ -166,6 +181,10 @@ async fn handle(State(state): State<(Arc<Google>, String)>, request: Request) ->
             assert!(body["max_tokens"].is_u64());
             axum::Json(claude_answer()).into_response()
         }
+        "anthropic/models/claude-opus-4-1@ttl-split:rawPredict" => {
+            assert_eq!(body["anthropic_version"], "vertex-2023-10-16", "{body}");
+            axum::Json(claude_ttl_split_answer()).into_response()
+        }
         "anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict" => {
             assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
             assert_eq!(body["stream"], true);
@@ -215,8 +234,9 @@ async fn start_google() -> (SocketAddr, Arc<Google>) {
     (addr, google)
 }
 
-async fn gateway(addr: SocketAddr) -> TestGateway {
-    let key = json!({
+/// A service-account key whose token endpoint is the mock at `addr`.
+fn service_account(addr: SocketAddr) -> String {
+    json!({
         "type": "service_account",
         "project_id": PROJECT,
         "private_key_id": "test-key-1",
@@ -224,7 +244,11 @@ async fn gateway(addr: SocketAddr) -> TestGateway {
         "client_email": CLIENT_EMAIL,
         "token_uri": format!("http://{addr}/token"),
     })
-    .to_string();
+    .to_string()
+}
+
+async fn gateway(addr: SocketAddr) -> TestGateway {
+    let key = service_account(addr);
     let yaml = format!(
         "auth: none
 endpoints:
@@ -404,4 +428,59 @@ fn vertex_targets_need_project_region_and_a_service_account() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("private_key"), "{message}");
+}
+
+#[tokio::test]
+async fn claude_cache_writes_on_vertex_are_costed_from_configured_write_prices() {
+    // Vertex has no shipped table: the write prices come from config, on the target
+    // (`price:`) or in `prices:`, both of which take `cache_write` and `cache_write_1h`.
+    let (addr, _google) = start_google().await;
+    let target = format!(
+        "{{provider: vertex, model: 'claude-opus-4-1@ttl-split', project: {PROJECT}, region: {REGION}, api_base: 'http://{addr}', max_tokens: 1024, credentials: {{service_account: $SA_KEY}}"
+    );
+    let yaml = format!(
+        "auth: none
+prices:
+  - {{provider: vertex, model: 'claude-opus-4-1@ttl-split', input: 15, cached_input: 1.5, cache_write: 18.75, cache_write_1h: 30, output: 75}}
+endpoints:
+  - name: by-target
+    kind: chat
+    targets:
+      - {target}, price: {{input: 15, cached_input: 1.5, cache_write: 18.75, cache_write_1h: 30, output: 75}}}}
+  - name: by-table
+    kind: chat
+    targets:
+      - {target}}}
+"
+    );
+    let gw = TestGateway::from_yaml(&yaml, &[("SA_KEY", &service_account(addr))]).await;
+    let (short, long) = TTL_SPLIT_WRITES;
+    for endpoint in ["by-target", "by-table"] {
+        let reply = send(
+            client()
+                .post(gw.url("/v1/chat/completions"))
+                .json(&chat(endpoint)),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let record = gw
+            .usage
+            .wait_for_request(reply.header("x-request-id"))
+            .await;
+        let usage = record.usage;
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens,
+                usage.output_tokens
+            ),
+            (12 + 4 + short + long, 4, short + long, long, 6),
+            "{endpoint}"
+        );
+        // 12 x 15 + 4 x 1.5 + 300 x 18.75 + 200 x 30 + 6 x 75
+        // = 180 + 6 + 5625 + 6000 + 450 = 12261 micro-dollars.
+        assert_eq!(record.cost_micros, Some(12_261), "{endpoint}");
+    }
 }

@@ -453,6 +453,30 @@ async fn raw_proxy_forwards_path_and_query_and_swaps_credentials() {
 }
 
 #[tokio::test]
+async fn raw_proxy_connects_with_the_targets_connect_timeout() {
+    // The top level's 30 s connect timeout would outlast the test; the target's 200 ms one
+    // ends the connect to an address that never answers (see `common::BlackHole`).
+    let hole = common::BlackHole::start().await;
+    let yaml = format!(
+        "auth: none\ntimeouts: {{connect: 30s}}\nendpoints:\n  - name: hole\n    kind: chat\n    targets:\n      - {{provider: openai, model: m, api_base: 'http://{}/v1', credentials: {{api_key: $UPSTREAM_KEY}}, timeouts: {{connect: 200ms}}}}\n",
+        hole.addr()
+    );
+    let gw = TestGateway::from_yaml(&yaml, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    let reply = send(
+        client()
+            .get(gw.url("/gateway/proxy/hole/files"))
+            .header("x-request-id", "proxy-connect"),
+    )
+    .await;
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert_eq!(reply.code(), "upstream_timeout");
+    assert!(reply.text.contains("connect timeout"), "{}", reply.text);
+    let record = gw.usage.wait_for_request("proxy-connect").await;
+    assert_eq!(record.route, RouteKind::Proxy);
+    assert_eq!(record.error_type, Some("upstream_timeout"));
+}
+
+#[tokio::test]
 async fn mlflow2_invocations_serve_chat_completions_and_embeddings() {
     let (upstream, gw) = fixture().await;
 

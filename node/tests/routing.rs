@@ -1,6 +1,7 @@
 //! Routing: weighted and sticky splits, least-latency choice, fallback chains on every
 //! retryable class and never on client errors, retries that honour `Retry-After` and the
-//! retry budget, outlier ejection and recovery, per-target and idle timeouts, and the
+//! retry budget, outlier ejection and recovery, per-target and idle timeouts (connect
+//! timeouts per target and per endpoint, against an address that never answers), and the
 //! attempts listed in the usage record.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client, send, wait_until};
+use common::{BlackHole, TestGateway, client, send, wait_until};
 use serde_json::{Value, json};
 
 /// One OpenAI target on `upstream` serving `model`, as a YAML flow mapping.
@@ -409,7 +410,7 @@ async fn an_idle_stream_is_cut() {
 #[test]
 fn routing_options_are_validated() {
     let env: HashMap<String, String> = HashMap::new();
-    let bad = "auth: none\nendpoints:\n  - name: e\n    kind: chat\n    routing: {retry: {attempts: 0, on_status: [400]}, balance: fastest, ejection: {error_rate: 2, cooldown: 10s, max_cooldown: 1s}, sticky: {}}\n    targets:\n      - {provider: mock, model: echo, timeouts: {connect: 1s}}\n";
+    let bad = "auth: none\nendpoints:\n  - name: e\n    kind: chat\n    routing: {retry: {attempts: 0, on_status: [400]}, balance: fastest, ejection: {error_rate: 2, cooldown: 10s, max_cooldown: 1s}, sticky: {}}\n    targets:\n      - {provider: mock, model: echo, timeouts: {connect: 0s}}\n";
     let message = floodgate::config::load_str(bad, floodgate::config::Mode::Serve, &env)
         .unwrap_err()
         .to_string();
@@ -424,4 +425,144 @@ fn routing_options_are_validated() {
     ] {
         assert!(message.contains(path), "{path} missing from:\n{message}");
     }
+}
+
+#[test]
+fn connect_timeouts_are_accepted_per_endpoint_and_per_target() {
+    let env: HashMap<String, String> = HashMap::new();
+    let yaml = "auth: none\ntimeouts: {connect: 7s}\nendpoints:\n  - name: e\n    kind: chat\n    timeouts: {connect: 2s}\n    targets:\n      - {provider: mock, model: a, timeouts: {connect: 250ms}}\n      - {provider: mock, model: b}\n    fallbacks:\n      - {provider: mock, model: c, timeouts: {first_byte: 5s}}\n  - name: f\n    kind: chat\n    targets:\n      - {provider: mock, model: d}\n";
+    let config = floodgate::config::load_str(yaml, floodgate::config::Mode::Serve, &env).unwrap();
+    let e = &config.endpoints["e"];
+    let connect: Vec<Duration> = e.candidates().map(|t| t.timeouts.connect).collect();
+    assert_eq!(
+        connect,
+        [
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+            Duration::from_secs(2)
+        ],
+        "a target's own, else its endpoint's"
+    );
+    assert_eq!(
+        config.endpoints["f"].targets[0].timeouts.connect,
+        Duration::from_secs(7),
+        "else the top level's"
+    );
+    assert_eq!(
+        config.connect_timeouts().into_iter().collect::<Vec<_>>(),
+        [
+            Duration::from_millis(250),
+            Duration::from_secs(2),
+            Duration::from_secs(7)
+        ]
+    );
+}
+
+/// A chat target on the black hole, as a YAML flow mapping (`extra` inside it).
+fn hole_target(hole: &BlackHole, extra: &str) -> String {
+    format!(
+        "{{provider: openai, model: m, api_base: 'http://{}/v1', credentials: {{api_key: $UPSTREAM_KEY}}{extra}}}",
+        hole.addr()
+    )
+}
+
+#[tokio::test]
+async fn a_short_connect_timeout_fails_over_while_other_endpoints_keep_theirs() {
+    // The black hole never completes a handshake, so only a connect timeout ends a connect:
+    // the top level's is 30 s, far beyond the test's 10 s deadline.
+    let hole = BlackHole::start().await;
+    let backup = Upstream::start().await;
+    let yaml = format!(
+        "auth: none
+timeouts: {{connect: 30s}}
+endpoints:
+  - name: short
+    kind: chat
+    targets:
+      - {}
+    fallbacks:
+      - {}
+  - name: by-endpoint
+    kind: chat
+    timeouts: {{connect: 200ms}}
+    targets:
+      - {}
+  - name: default
+    kind: chat
+    timeouts: {{first_byte: 600ms}}
+    targets:
+      - {}
+",
+        hole_target(&hole, ", timeouts: {connect: 200ms}"),
+        target(&backup, "gpt-4o-mini", ""),
+        hole_target(&hole, ""),
+        hole_target(&hole, ""),
+    );
+    let gw = TestGateway::from_yaml(&yaml, &[("UPSTREAM_KEY", UPSTREAM_KEY)]).await;
+    assert_eq!(
+        gw.gateway.providers().http().timeouts(),
+        [Duration::from_millis(200), Duration::from_secs(30)],
+        "one pooled client per distinct connect timeout"
+    );
+
+    // The target's own 200 ms connect timeout fires and the fallback serves.
+    let started = Instant::now();
+    let reply = send(
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("x-request-id", "short-connect")
+            .json(&chat("short")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("x-floodgate-target"), "openai/gpt-4o-mini");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let record = gw.usage.wait_for_request("short-connect").await;
+    let codes: Vec<_> = record.attempts.iter().map(|a| a.error_type).collect();
+    assert_eq!(codes, vec![Some("upstream_timeout"), None]);
+    assert_eq!(backup.count(), 1);
+
+    // An endpoint's connect timeout applies to its targets.
+    let reply = post(&gw, chat("by-endpoint")).await;
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert_eq!(reply.code(), "upstream_timeout");
+    assert!(reply.text.contains("connect timeout"), "{}", reply.text);
+
+    // An endpoint without one keeps the 30 s default: its connect is still pending when its
+    // 600 ms first-byte timeout ends the call.
+    let reply = post(&gw, chat("default")).await;
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert!(reply.text.contains("first byte timeout"), "{}", reply.text);
+}
+
+#[tokio::test]
+async fn a_top_level_connect_timeout_change_applies_on_reload() {
+    let hole = BlackHole::start().await;
+    let config = |connect: &str| {
+        common::config(
+            &format!(
+                "auth: none\ntimeouts: {{connect: {connect}}}\nendpoints:\n  - name: hole\n    kind: chat\n    timeouts: {{first_byte: 600ms}}\n    targets:\n      - {}\n",
+                hole_target(&hole, "")
+            ),
+            &[("UPSTREAM_KEY", UPSTREAM_KEY)],
+        )
+    };
+    let gw = TestGateway::start(config("30s")).await;
+    let reply = post(&gw, chat("hole")).await;
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert!(reply.text.contains("first byte timeout"), "{}", reply.text);
+
+    gw.gateway.apply(config("150ms"));
+    assert_eq!(
+        gw.gateway.providers().http().timeouts(),
+        [Duration::from_millis(150)],
+        "the 30 s client is dropped, the 150 ms one built"
+    );
+    let reply = post(&gw, chat("hole")).await;
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert!(reply.text.contains("connect timeout"), "{}", reply.text);
 }

@@ -56,12 +56,6 @@ pub(super) fn endpoint(
             EndpointKind::Chat
         }
     };
-    if raw.timeouts.connect.is_some() {
-        problems.add(
-            format!("{path}.timeouts.connect"),
-            "can only be set at the top level (`timeouts.connect`)",
-        );
-    }
     let endpoint_timeouts = timeouts(
         &raw.timeouts,
         defaults,

@@ -2,7 +2,7 @@
 //! [`validate`](super::validate); never deserialized directly, so every value here has
 //! already been checked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,19 @@ pub struct Config {
     pub endpoints: IndexMap<String, Arc<Endpoint>>,
     /// Prices used to compute each request's cost.
     pub prices: Arc<PriceTable>,
+}
+
+impl Config {
+    /// Every connect timeout a call may use: the top level's, and each endpoint's and
+    /// target's (one pooled HTTP client is kept per distinct value).
+    pub fn connect_timeouts(&self) -> BTreeSet<Duration> {
+        let mut timeouts = BTreeSet::from([self.timeouts.connect]);
+        for endpoint in self.endpoints.values() {
+            timeouts.insert(endpoint.timeouts.connect);
+            timeouts.extend(endpoint.candidates().map(|target| target.timeouts.connect));
+        }
+        timeouts
+    }
 }
 
 /// Client authentication mode.
@@ -88,7 +101,7 @@ pub struct Limits {
 /// Upstream timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// TCP (and TLS) connect.
+    /// TCP (and TLS) connect; calls are sent with the pooled client built for this value.
     pub connect: Duration,
     /// From sending the request to the response headers.
     pub first_byte: Duration,

@@ -164,6 +164,12 @@ pub struct RawTargetPrice {
     /// Cached input tokens (defaults to `input`).
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// Prompt-cache writes, five-minute or only lifetime (defaults to `input`).
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    /// One-hour prompt-cache writes (defaults to `cache_write`).
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
     /// Output tokens.
     pub output: f64,
 }

@@ -2,7 +2,7 @@
 //! fields (Azure deployment, cloud region and project, `max_tokens`, price override).
 
 use super::model::{AzureTarget, Credentials, Target, Timeouts};
-use super::raw::{RawCredentials, RawTarget, RawTimeouts};
+use super::raw::{RawCredentials, RawTarget};
 use super::validate::{Problems, timeouts};
 use crate::pricing;
 use crate::providers::ProviderKind;
@@ -71,7 +71,14 @@ pub(super) fn target(
         problems.add(format!("{path}.max_tokens"), "must be greater than 0");
     }
     let price = raw.price.and_then(|p| {
-        pricing::price_from_usd(p.input, p.cached_input, p.output)
+        let usd = pricing::UsdPrice {
+            input: p.input,
+            cached_input: p.cached_input,
+            cache_write: p.cache_write,
+            cache_write_1h: p.cache_write_1h,
+            output: p.output,
+        };
+        usd.to_model_price()
             .map_err(|e| problems.add(format!("{path}.price"), e.to_string()))
             .ok()
     });
@@ -125,26 +132,11 @@ pub(super) fn target(
         project,
         max_tokens: raw.max_tokens,
         price,
-        timeouts: target_timeouts(raw.timeouts, defaults, path, problems),
+        timeouts: match raw.timeouts {
+            Some(own) => timeouts(&own, defaults, &format!("{path}.timeouts"), problems),
+            None => defaults,
+        },
     })
-}
-
-fn target_timeouts(
-    own: Option<RawTimeouts>,
-    defaults: Timeouts,
-    path: &str,
-    problems: &mut Problems,
-) -> Timeouts {
-    let Some(own) = own else {
-        return defaults;
-    };
-    if own.connect.is_some() {
-        problems.add(
-            format!("{path}.timeouts.connect"),
-            "can only be set at the top level (`timeouts.connect`)",
-        );
-    }
-    timeouts(&own, defaults, &format!("{path}.timeouts"), problems)
 }
 
 fn nonempty(value: Option<String>) -> Option<String> {

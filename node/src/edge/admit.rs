@@ -249,11 +249,18 @@ pub fn estimate_input_tokens(body: &Map<String, Value>) -> u64 {
             _ => 0,
         }
     }
-    let total: u64 = ["system", "messages", "prompt", "input", "contents", "systemInstruction"]
-        .iter()
-        .filter_map(|key| body.get(*key))
-        .map(chars)
-        .sum();
+    let total: u64 = [
+        "system",
+        "messages",
+        "prompt",
+        "input",
+        "contents",
+        "systemInstruction",
+    ]
+    .iter()
+    .filter_map(|key| body.get(*key))
+    .map(chars)
+    .sum();
     total.div_ceil(4)
 }
 

@@ -88,8 +88,20 @@ impl Gateway {
     }
 
     /// Swaps in a new config; requests already running keep the old one. Returns the new
-    /// generation.
+    /// generation. The pooled HTTP clients are prepared for the new config's connect
+    /// timeouts first (a changed `timeouts.connect` applies to the next call), and the
+    /// clients no longer used are dropped.
     pub fn apply(&self, config: Config) -> u64 {
+        if let Err(error) = self
+            .inner
+            .providers
+            .http()
+            .prepare(config.connect_timeouts())
+        {
+            // Not fatal: a missing client is built on first use, and fails that call if it
+            // still cannot be built.
+            tracing::warn!(%error, "cannot build the upstream HTTP clients for the new config");
+        }
         let current = self.runtime();
         let next = Runtime::next(config, Some(&current));
         let generation = next.generation;

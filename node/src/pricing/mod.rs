@@ -3,7 +3,10 @@
 //!
 //! Money is never a float here: prices are parsed once into micro-dollars per million
 //! tokens, and a request's cost is the exact sum rounded up to the next micro-dollar, once,
-//! so a recorded cost never understates what the provider bills.
+//! so a recorded cost never understates what the provider bills. Input tokens are split four
+//! ways, each at its own price: uncached, read from the prompt cache, written to the prompt
+//! cache (five-minute, or the only lifetime a provider has), and written to the one-hour
+//! cache.
 
 use std::collections::HashMap;
 
@@ -27,21 +30,64 @@ const SHIPPED_TABLES: &[&str] = &[
 pub struct ModelPrice {
     /// Uncached input (prompt) tokens.
     pub input: u64,
-    /// Cached input tokens (defaults to the input price).
+    /// Input tokens read from the prompt cache (defaults to the input price).
     pub cached_input: u64,
+    /// Input tokens written to the prompt cache: the five-minute cache, or the only cache a
+    /// provider has (defaults to the input price).
+    pub cache_write: u64,
+    /// Input tokens written to the one-hour cache (defaults to `cache_write`).
+    pub cache_write_1h: u64,
     /// Output (completion) tokens.
     pub output: u64,
 }
 
 impl ModelPrice {
-    /// Cost of `usage` in micro-dollars, rounded up once.
+    /// Cost of `usage` in micro-dollars: every class of token at its price, summed exactly,
+    /// then rounded up once. Counts that do not fit inside the input (a provider reporting
+    /// more cached or written tokens than it billed as input) are clamped to it.
     pub fn cost_micros(&self, usage: &Usage) -> u64 {
         let cached = usage.cached_tokens.min(usage.input_tokens);
-        let uncached = usage.input_tokens - cached;
+        let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+        let written_1h = usage.cache_write_1h_tokens.min(written);
+        let uncached = usage.input_tokens - cached - written;
         let pico = u128::from(uncached) * u128::from(self.input)
             + u128::from(cached) * u128::from(self.cached_input)
+            + u128::from(written - written_1h) * u128::from(self.cache_write)
+            + u128::from(written_1h) * u128::from(self.cache_write_1h)
             + u128::from(usage.output_tokens) * u128::from(self.output);
         u64::try_from(pico.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// One model's prices as written: USD per million tokens. The optional prices default as
+/// [`ModelPrice`] says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UsdPrice {
+    /// Uncached input tokens.
+    pub input: f64,
+    /// Prompt-cache reads.
+    pub cached_input: Option<f64>,
+    /// Prompt-cache writes (five-minute or only lifetime).
+    pub cache_write: Option<f64>,
+    /// One-hour prompt-cache writes.
+    pub cache_write_1h: Option<f64>,
+    /// Output tokens.
+    pub output: f64,
+}
+
+impl UsdPrice {
+    /// Converts to micro-dollars per million tokens, filling in the defaults.
+    pub fn to_model_price(self) -> Result<ModelPrice, PriceError> {
+        let optional = |value: Option<f64>| value.map(to_micros).transpose();
+        let input = to_micros(self.input)?;
+        let cache_write = optional(self.cache_write)?.unwrap_or(input);
+        Ok(ModelPrice {
+            input,
+            cached_input: optional(self.cached_input)?.unwrap_or(input),
+            cache_write,
+            cache_write_1h: optional(self.cache_write_1h)?.unwrap_or(cache_write),
+            output: to_micros(self.output)?,
+        })
     }
 }
 
@@ -56,11 +102,31 @@ pub struct RawPrice {
     pub model: String,
     /// USD per million uncached input tokens.
     pub input: f64,
-    /// USD per million cached input tokens.
+    /// USD per million input tokens read from the prompt cache (default: `input`).
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// USD per million input tokens written to the prompt cache, five-minute or only
+    /// lifetime (default: `input`).
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    /// USD per million input tokens written to the one-hour cache (default: `cache_write`).
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
     /// USD per million output tokens.
     pub output: f64,
+}
+
+impl RawPrice {
+    /// The entry's prices.
+    pub fn usd(&self) -> UsdPrice {
+        UsdPrice {
+            input: self.input,
+            cached_input: self.cached_input,
+            cache_write: self.cache_write,
+            cache_write_1h: self.cache_write_1h,
+            output: self.output,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,20 +157,6 @@ fn to_micros(value: f64) -> Result<u64, PriceError> {
     }
     // Six decimals is the table's precision; rounding removes binary float noise.
     Ok((value * 1_000_000.0).round() as u64)
-}
-
-/// A price from USD per million tokens (cached input defaults to the input price).
-pub fn price_from_usd(
-    input: f64,
-    cached_input: Option<f64>,
-    output: f64,
-) -> Result<ModelPrice, PriceError> {
-    let input = to_micros(input)?;
-    Ok(ModelPrice {
-        input,
-        cached_input: cached_input.map(to_micros).transpose()?.unwrap_or(input),
-        output: to_micros(output)?,
-    })
 }
 
 /// Prices by (provider, model); looked up by exact name, then longest `-` prefix, then `*`.
@@ -147,16 +199,7 @@ impl PriceTable {
                     .ok_or_else(|| PriceError::UnknownProvider(name.clone()))?,
             ),
         };
-        let input = to_micros(raw.input)?;
-        let price = ModelPrice {
-            input,
-            cached_input: raw
-                .cached_input
-                .map(to_micros)
-                .transpose()?
-                .unwrap_or(input),
-            output: to_micros(raw.output)?,
-        };
+        let price = raw.usd().to_model_price()?;
         self.entries.insert((provider, raw.model.clone()), price);
         Ok(())
     }
@@ -198,6 +241,19 @@ mod tests {
             input_tokens: input,
             output_tokens: output,
             cached_tokens: cached,
+            ..Usage::default()
+        }
+    }
+
+    fn raw(input: f64, cache_write: Option<f64>, cache_write_1h: Option<f64>) -> RawPrice {
+        RawPrice {
+            provider: None,
+            model: "x".into(),
+            input,
+            cached_input: None,
+            cache_write,
+            cache_write_1h,
+            output: 1.0,
         }
     }
 
@@ -242,15 +298,122 @@ mod tests {
     }
 
     #[test]
+    fn cache_writes_are_priced_by_lifetime() {
+        // claude-sonnet-4-5: $3/M input, $0.30 cache read, $3.75 five-minute write, $6
+        // one-hour write, $15 output.
+        let price = PriceTable::shipped()
+            .lookup(ProviderKind::Anthropic, "claude-sonnet-4-5-20250929")
+            .expect("priced");
+        assert_eq!(
+            (price.cache_write, price.cache_write_1h),
+            (3_750_000, 6_000_000)
+        );
+        // 10,000 input: 2,000 read, 3,000 written (1,000 of them for an hour), 5,000 plain.
+        let usage = Usage {
+            input_tokens: 10_000,
+            output_tokens: 500,
+            cached_tokens: 2_000,
+            cache_write_tokens: 3_000,
+            cache_write_1h_tokens: 1_000,
+        };
+        // 5000 × 3 + 2000 × 0.3 + 2000 × 3.75 + 1000 × 6 + 500 × 15
+        // = 15000 + 600 + 7500 + 6000 + 7500 = 36600 micro-dollars.
+        assert_eq!(price.cost_micros(&usage), 36_600);
+        // Writes costed at the input price, as before they were counted, understate it:
+        // 8000 × 3 + 2000 × 0.3 + 500 × 15 = 24000 + 600 + 7500 = 32100.
+        let flat = ModelPrice {
+            cache_write: price.input,
+            cache_write_1h: price.input,
+            ..price
+        };
+        assert_eq!(flat.cost_micros(&usage), 32_100);
+        // One written token is 3.75 micro-dollars: summed exactly, rounded up once.
+        let one = Usage {
+            input_tokens: 1,
+            cache_write_tokens: 1,
+            ..Usage::default()
+        };
+        assert_eq!(price.cost_micros(&one), 4);
+        // Counts beyond the input are clamped to it, never billed twice.
+        let over = Usage {
+            input_tokens: 100,
+            cached_tokens: 60,
+            cache_write_tokens: 80,
+            cache_write_1h_tokens: 90,
+            ..Usage::default()
+        };
+        // 60 × 0.3 + 40 × 6 = 18 + 240 = 258.
+        assert_eq!(price.cost_micros(&over), 258);
+    }
+
+    #[test]
+    fn write_prices_default_to_input_then_to_the_short_write() {
+        let mut table = PriceTable::default();
+        table.set(&raw(2.0, None, None)).expect("valid");
+        let price = table.lookup(ProviderKind::OpenAi, "x").expect("set");
+        assert_eq!(
+            (price.cache_write, price.cache_write_1h),
+            (2_000_000, 2_000_000)
+        );
+        table.set(&raw(2.0, Some(2.5), None)).expect("valid");
+        let price = table.lookup(ProviderKind::OpenAi, "x").expect("set");
+        assert_eq!(
+            (price.cache_write, price.cache_write_1h),
+            (2_500_000, 2_500_000)
+        );
+        table.set(&raw(2.0, Some(2.5), Some(4.0))).expect("valid");
+        let price = table.lookup(ProviderKind::OpenAi, "x").expect("set");
+        assert_eq!(
+            (price.cache_write, price.cache_write_1h),
+            (2_500_000, 4_000_000)
+        );
+    }
+
+    #[test]
+    fn shipped_claude_rows_price_writes_at_anthropics_multipliers() {
+        // Anthropic bills five-minute writes at 1.25x and one-hour writes at 2x the input
+        // price, directly and on Bedrock; every Claude row that has a cache says so.
+        let mut checked = 0;
+        for text in [SHIPPED_TABLES[1], SHIPPED_TABLES[4]] {
+            let raw: RawTable = serde_saphyr::from_str(text).expect("table parses");
+            for entry in raw.prices.iter().filter(|p| p.model.contains("claude")) {
+                let price = entry.usd().to_model_price().expect("valid");
+                if entry.cached_input.is_none() {
+                    // No prompt cache (Claude 3 Haiku on Bedrock): nothing is written.
+                    continue;
+                }
+                assert!(
+                    entry.cache_write.is_some(),
+                    "{} has no write price",
+                    entry.model
+                );
+                if entry.model == "claude-3-haiku" {
+                    // Listed at $0.30 / $0.50, not exactly 1.25x / 2x its $0.25.
+                    assert_eq!(
+                        (price.cache_write, price.cache_write_1h),
+                        (300_000, 500_000)
+                    );
+                    continue;
+                }
+                assert_eq!(price.cache_write * 4, price.input * 5, "{}", entry.model);
+                assert_eq!(price.cache_write_1h, price.input * 2, "{}", entry.model);
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} Claude rows checked");
+    }
+
+    #[test]
     fn bad_amounts_are_refused() {
         let mut table = PriceTable::default();
-        let raw = RawPrice {
-            provider: None,
-            model: "x".into(),
-            input: -1.0,
-            cached_input: None,
-            output: 1.0,
-        };
-        assert_eq!(table.set(&raw), Err(PriceError::BadAmount { value: -1.0 }));
+        assert_eq!(
+            table.set(&raw(-1.0, None, None)),
+            Err(PriceError::BadAmount { value: -1.0 })
+        );
+        assert!(table.set(&raw(1.0, Some(f64::NAN), None)).is_err());
+        assert_eq!(
+            table.set(&raw(1.0, None, Some(-2.0))),
+            Err(PriceError::BadAmount { value: -2.0 })
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! Requests arrive in OpenAI's shape (a JSON object); a provider translates to its own wire
 //! format, calls upstream, and answers in OpenAI's shape: a JSON body for complete calls, a
 //! stream of ready-framed SSE events plus the usage it saw for streaming calls.
+//!
+//! Every network call goes out on the pooled client for the call's connect timeout
+//! ([`ProviderRequest::client`]), so a target's own `timeouts.connect` applies to it.
 
 mod anthropic;
 mod bedrock;
@@ -35,6 +38,7 @@ pub use openai::{OpenAiProvider, authorize};
 pub use vertex::VertexProvider;
 
 use crate::config::{Credentials, EndpointKind, Target, Timeouts};
+use crate::http_client::HttpClients;
 use crate::usage::Usage;
 
 /// The operation asked of a provider.
@@ -99,10 +103,25 @@ pub struct ProviderRequest<'a> {
     pub body: Map<String, Value>,
     /// Whether the client asked for usage in the stream (`stream_options.include_usage`).
     pub client_wants_usage: bool,
-    /// Timeouts for this endpoint.
+    /// Timeouts for this call (the target's, which default to its endpoint's).
     pub timeouts: Timeouts,
     /// The client's headers, read only for `credentials.from_header`.
     pub client_headers: &'a HeaderMap,
+}
+
+impl ProviderRequest<'_> {
+    /// The pooled HTTP client for this call's connect timeout.
+    pub fn client(&self, http: &HttpClients) -> Result<reqwest::Client, ProviderError> {
+        client_for(http, self.timeouts.connect)
+    }
+}
+
+/// The pooled HTTP client for `connect`; a client that cannot be built is a connect
+/// failure of the call.
+pub fn client_for(http: &HttpClients, connect: Duration) -> Result<reqwest::Client, ProviderError> {
+    http.get(connect).map_err(|e| ProviderError::Connect {
+        detail: format!("cannot build an HTTP client: {e}"),
+    })
 }
 
 /// A complete (non-streaming) answer in OpenAI's shape.
@@ -156,21 +175,21 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds the providers around one pooled HTTP client.
-    pub fn new(client: reqwest::Client) -> Self {
+    /// Builds the providers around the shared pooled HTTP clients.
+    pub fn new(http: HttpClients) -> Self {
         Self {
-            openai: OpenAiProvider::new(client.clone()),
-            anthropic: AnthropicProvider::new(client.clone()),
-            bedrock: BedrockProvider::new(client.clone()),
-            cohere: CohereProvider::new(client.clone()),
-            gemini: GeminiProvider::new(client.clone()),
-            vertex: VertexProvider::new(client),
+            openai: OpenAiProvider::new(http.clone()),
+            anthropic: AnthropicProvider::new(http.clone()),
+            bedrock: BedrockProvider::new(http.clone()),
+            cohere: CohereProvider::new(http.clone()),
+            gemini: GeminiProvider::new(http.clone()),
+            vertex: VertexProvider::new(http),
             mock: MockProvider,
         }
     }
 
-    /// The shared HTTP client (for the raw proxy).
-    pub fn http(&self) -> &reqwest::Client {
+    /// The shared HTTP clients (for the raw proxy, and to prepare them on reload).
+    pub fn http(&self) -> &HttpClients {
         self.openai.http()
     }
 
@@ -272,7 +291,9 @@ fn with_deadline(
 }
 
 /// Reads usage from an OpenAI-shaped `usage` object (chat, completions, embeddings and the
-/// Responses API's field names).
+/// Responses API's field names). The prompt-cache reads (`cached_tokens`) and writes
+/// (`cache_write_tokens`, reported since the GPT-5.6 models, which bill writes above the
+/// input price) are both part of the prompt tokens.
 pub fn usage_from_openai(usage: &Value) -> Option<Usage> {
     let object = usage.as_object()?;
     let number = |key: &str| object.get(key).and_then(Value::as_u64);
@@ -280,14 +301,18 @@ pub fn usage_from_openai(usage: &Value) -> Option<Usage> {
     let output = number("completion_tokens")
         .or_else(|| number("output_tokens"))
         .unwrap_or(0);
-    let cached = ["prompt_tokens_details", "input_tokens_details"]
-        .iter()
-        .find_map(|key| object.get(*key)?.get("cached_tokens")?.as_u64())
-        .unwrap_or(0);
+    let detail = |field: &str| {
+        ["prompt_tokens_details", "input_tokens_details"]
+            .iter()
+            .find_map(|key| object.get(*key)?.get(field)?.as_u64())
+            .unwrap_or(0)
+    };
     Some(Usage {
         input_tokens: input,
         output_tokens: output,
-        cached_tokens: cached,
+        cached_tokens: detail("cached_tokens"),
+        cache_write_tokens: detail("cache_write_tokens"),
+        cache_write_1h_tokens: 0,
     })
 }
 

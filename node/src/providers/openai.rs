@@ -17,6 +17,7 @@ use super::{
     StreamEvent, TimeoutPhase, UpstreamError, api_key, data_frame, usage_from_openai,
 };
 use crate::config::Target;
+use crate::http_client::HttpClients;
 
 /// Largest upstream error body read for its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -24,17 +25,17 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The OpenAI-compatible client.
 #[derive(Debug, Clone)]
 pub struct OpenAiProvider {
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl OpenAiProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self { http }
     }
 
-    /// The pooled client.
-    pub fn http(&self) -> &reqwest::Client {
+    /// The pooled clients.
+    pub fn http(&self) -> &HttpClients {
         &self.http
     }
 
@@ -45,8 +46,8 @@ impl OpenAiProvider {
         stream: bool,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let target = request.target;
-        let builder = self
-            .http
+        let builder = request
+            .client(&self.http)?
             .post(upstream_url(target, request.op)?)
             .json(body)
             .timeout(request.timeouts.total);
@@ -443,6 +444,25 @@ mod tests {
         );
         let shown = translate_event(&event(data), true, false);
         assert_eq!(frames(&shown).len(), 1);
+    }
+
+    #[test]
+    fn cache_writes_are_read_from_both_apis() {
+        let chat = serde_json::json!({"prompt_tokens": 4000, "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 2500}});
+        let responses = serde_json::json!({"input_tokens": 4000, "output_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 2500}});
+        for usage in [chat, responses] {
+            let usage = usage_from_openai(&usage).unwrap_or_default();
+            assert_eq!(
+                (
+                    usage.input_tokens,
+                    usage.cached_tokens,
+                    usage.cache_write_tokens
+                ),
+                (4000, 1000, 2500)
+            );
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | `cut`          | streams two deltas, then closes without `message_stop`           |
 //! | `overloaded`   | streams one delta, then an `event: error` with `overloaded_error` |
 //! | `late-usage`   | `message_start` carries no usage; `message_delta` carries all of it |
+//! | `…ttl-split…`  | a normal answer whose cache writes are [`TTL_SPLIT_WRITES`], split by lifetime in `usage.cache_creation` |
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +48,10 @@ pub const CACHE_READ: u64 = 5;
 pub const OUTPUT: u64 = 7;
 /// All input tokens, as the gateway records them.
 pub const PROMPT_TOKENS: u64 = INPUT + CACHE_CREATION + CACHE_READ;
+/// Cache writes of a `ttl-split` model: (five-minute, one-hour) tokens, reported as
+/// `cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`, their sum as
+/// `cache_creation_input_tokens`.
+pub const TTL_SPLIT_WRITES: (u64, u64) = (300, 200);
 /// The text of every answer, as streamed in pieces.
 pub const PIECES: [&str; 3] = ["Hello", " from", " Claude"];
 
@@ -286,10 +291,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
         "model": model, "content": content,
         "stop_reason": if tools { "tool_use" } else { "end_turn" }, "stop_sequence": null,
-        "usage": {"input_tokens": INPUT, "cache_creation_input_tokens": CACHE_CREATION,
-                  "cache_read_input_tokens": CACHE_READ, "output_tokens": OUTPUT},
+        "usage": usage(&model, OUTPUT),
     }))
     .into_response()
+}
+
+/// The `usage` object of an answer to `model` with `output` output tokens.
+fn usage(model: &str, output: u64) -> Value {
+    let mut usage = json!({"input_tokens": INPUT, "cache_creation_input_tokens": CACHE_CREATION,
+                           "cache_read_input_tokens": CACHE_READ, "output_tokens": output});
+    if model.contains("ttl-split") {
+        let (short, long) = TTL_SPLIT_WRITES;
+        usage["cache_creation_input_tokens"] = json!(short + long);
+        usage["cache_creation"] =
+            json!({"ephemeral_5m_input_tokens": short, "ephemeral_1h_input_tokens": long});
+    }
+    usage
 }
 
 /// Waits for [`AnthropicUpstream::release`] with no lost wake-up: the waiter is registered
@@ -332,8 +349,7 @@ fn stream(shared: Arc<Shared>, model: String, tools: bool) -> Response {
     let release = shared.clone();
     tokio::spawn(async move {
         let late = model == "late-usage";
-        let start_usage = json!({"input_tokens": INPUT, "cache_creation_input_tokens": CACHE_CREATION,
-                                 "cache_read_input_tokens": CACHE_READ, "output_tokens": 1});
+        let start_usage = usage(&model, 1);
         let mut message = json!({"id": "msg_014p7gG3wDgGV9EUtLvnow3U", "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null,
             "stop_sequence": null, "usage": start_usage});
@@ -384,8 +400,7 @@ fn stream(shared: Arc<Shared>, model: String, tools: bool) -> Response {
         }
         let mut end_usage = json!({"output_tokens": OUTPUT});
         if late {
-            end_usage = json!({"input_tokens": INPUT, "cache_creation_input_tokens": CACHE_CREATION,
-                               "cache_read_input_tokens": CACHE_READ, "output_tokens": OUTPUT});
+            end_usage = usage(&model, OUTPUT);
         }
         events.push(event("message_delta", json!({"type": "message_delta",
             "delta": {"stop_reason": if tools { "tool_use" } else { "end_turn" }, "stop_sequence": null},

@@ -35,6 +35,7 @@
 //! | `hold`            | waits for [`BedrockUpstream::release`]: Converse after one delta, Messages before `message_stop` |
 //! | `midstream`       | streams one delta, then a `throttlingException` message         |
 //! | `leak`            | 403 whose message repeats the presented key or session token    |
+//! | `ttl-split`       | cache writes of [`TTL_SPLIT_WRITES`] split by lifetime: Converse `cacheDetails`, Anthropic `cache_creation` |
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,6 +82,11 @@ pub const CACHE_READ: u64 = 4;
 pub const CACHE_WRITE: u64 = 2;
 /// Anthropic (invoke) usage: `input_tokens`, `cache_read_input_tokens`, `output_tokens`.
 pub const CLAUDE_USAGE: (u64, u64, u64) = (13, 5, 8);
+/// Cache writes of a `ttl-split` model, (five-minute, one-hour): Converse reports their sum
+/// as `cacheWriteInputTokens` (instead of [`CACHE_WRITE`]) and each in `cacheDetails`;
+/// Anthropic's usage reports the sum as `cache_creation_input_tokens` and each in
+/// `cache_creation`.
+pub const TTL_SPLIT_WRITES: (u64, u64) = (300, 200);
 /// The streamed pieces of the default answer.
 pub const PIECES: [&str; 3] = ["Hello", " from", " Bedrock"];
 
@@ -245,7 +251,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     match action {
         "converse" => converse_answer(&model, &body),
         "converse-stream" => converse_stream(shared, &model, &body),
-        "invoke" => messages_answer(),
+        "invoke" => messages_answer(&model),
         _ => messages_stream(shared, &model),
     }
 }
@@ -594,10 +600,31 @@ fn check_messages(body: &Value) -> Result<(), String> {
 // Answers
 // ---------------------------------------------------------------------------------------
 
-fn converse_usage() -> Value {
+fn converse_usage(model: &str) -> Value {
+    if model.contains("ttl-split") {
+        let (short, long) = TTL_SPLIT_WRITES;
+        return json!({"inputTokens": INPUT_TOKENS, "outputTokens": OUTPUT_TOKENS,
+           "totalTokens": INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ + short + long,
+           "cacheReadInputTokens": CACHE_READ, "cacheWriteInputTokens": short + long,
+           "cacheDetails": [{"ttl": "1h", "inputTokens": long}, {"ttl": "5m", "inputTokens": short}]});
+    }
     json!({"inputTokens": INPUT_TOKENS, "outputTokens": OUTPUT_TOKENS,
            "totalTokens": INPUT_TOKENS + OUTPUT_TOKENS + CACHE_READ + CACHE_WRITE,
            "cacheReadInputTokens": CACHE_READ, "cacheWriteInputTokens": CACHE_WRITE})
+}
+
+/// Anthropic's `usage` object of an InvokeModel answer to `model`, `output` output tokens.
+fn claude_usage(model: &str, output: u64) -> Value {
+    let (input, read, _) = CLAUDE_USAGE;
+    let mut usage = json!({"input_tokens": input, "cache_creation_input_tokens": 0,
+                           "cache_read_input_tokens": read, "output_tokens": output});
+    if model.contains("ttl-split") {
+        let (short, long) = TTL_SPLIT_WRITES;
+        usage["cache_creation_input_tokens"] = json!(short + long);
+        usage["cache_creation"] =
+            json!({"ephemeral_5m_input_tokens": short, "ephemeral_1h_input_tokens": long});
+    }
+    usage
 }
 
 fn first_tool(body: &Value) -> String {
@@ -635,21 +662,24 @@ fn converse_answer(model: &str, body: &Value) -> Response {
     with_request_id(
         axum::Json(json!({
             "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop, "usage": converse_usage(), "metrics": {"latencyMs": 412},
+            "stopReason": stop, "usage": converse_usage(model), "metrics": {"latencyMs": 412},
         }))
         .into_response(),
     )
 }
 
-fn messages_answer() -> Response {
+fn messages_answer(model: &str) -> Response {
     let (input, read, output) = CLAUDE_USAGE;
-    let mut response = with_request_id(axum::Json(json!({
-        "id": "msg_bdrk_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-        "model": "claude-sonnet-4-5-20250929",
-        "content": [{"type": "text", "text": "Hello from Claude on Bedrock"}],
-        "stop_reason": "end_turn", "stop_sequence": null,
-        "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": read, "output_tokens": output},
-    })).into_response());
+    let mut response = with_request_id(
+        axum::Json(json!({
+            "id": "msg_bdrk_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "Hello from Claude on Bedrock"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": claude_usage(model, output),
+        }))
+        .into_response(),
+    );
     let headers = response.headers_mut();
     headers.insert("x-amzn-bedrock-input-token-count", (input + read).into());
     headers.insert("x-amzn-bedrock-output-token-count", output.into());
@@ -734,7 +764,7 @@ fn converse_stream(shared: Arc<Shared>, model: &str, body: &Value) -> Response {
     frames.push(event_frame("messageStop", json!({ "stopReason": stop })));
     frames.push(event_frame(
         "metadata",
-        json!({"usage": converse_usage(), "metrics": {"latencyMs": 388}}),
+        json!({"usage": converse_usage(model), "metrics": {"latencyMs": 388}}),
     ));
     if model.contains("midstream") {
         frames.truncate(2);
@@ -758,7 +788,7 @@ fn messages_stream(shared: Arc<Shared>, model: &str) -> Response {
     let mut events = vec![
         json!({"type": "message_start", "message": {"id": "msg_bdrk_01", "type": "message", "role": "assistant",
                "model": "claude-sonnet-4-5-20250929", "content": [], "stop_reason": null, "stop_sequence": null,
-               "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": read, "output_tokens": 1}}}),
+               "usage": claude_usage(model, 1)}}),
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     ];
     for piece in ["Hello", " from", " Claude"] {

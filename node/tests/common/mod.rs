@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use floodgate::config::{self, Config, Mode};
 use floodgate::edge::Gateway;
+use floodgate::http_client::HttpClients;
 use floodgate::providers::Providers;
 use floodgate::usage::{UsageRecord, UsageSink};
 use tokio::sync::{Notify, oneshot};
@@ -110,9 +111,9 @@ impl TestGateway {
     /// Starts an edge serving `config` on `127.0.0.1:0`.
     pub async fn start(config: Config) -> Self {
         let grace = config.shutdown_grace;
-        let client = floodgate::http_client::build(config.timeouts.connect).unwrap();
+        let clients = HttpClients::with_timeouts(config.connect_timeouts()).unwrap();
         let usage = Arc::new(Recorder::default());
-        let gateway = Gateway::new(config, Providers::new(client), usage.clone());
+        let gateway = Gateway::new(config, Providers::new(clients), usage.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -212,5 +213,56 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
         headers,
         body,
         text,
+    }
+}
+
+/// A loopback address whose TCP handshake never completes, for connect timeouts.
+///
+/// A listener that only never accepts is not enough: the kernel completes handshakes into
+/// the listener's accept queue by itself. So the listener is made with a backlog of zero and
+/// its accept queue is filled and never drained: Linux (like the BSDs) then *drops* each new
+/// SYN rather than refusing it, and a client's connect hangs, re-sending its SYN, until its
+/// own connect timeout fires. (A refused port fails at once, and a TEST-NET address would
+/// leave the machine.) The queue is filled by connecting until a connect does not complete:
+/// loopback handshakes complete in microseconds, so a probe that stays pending for
+/// [`BlackHole::PROBE`] means the queue is full, whatever the kernel's exact queue length.
+pub struct BlackHole {
+    addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<tokio::net::TcpStream>,
+}
+
+impl BlackHole {
+    /// How long a connect must stay pending to show that the accept queue is full.
+    pub const PROBE: Duration = Duration::from_millis(300);
+
+    /// Binds `127.0.0.1:0`, listens with a backlog of zero and fills the accept queue.
+    pub async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match tokio::time::timeout(Self::PROBE, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                Ok(Err(e)) => panic!("connecting to the black hole failed: {e}"),
+                Err(_) => break,
+            }
+            assert!(
+                queued.len() <= 8,
+                "the accept queue of a zero-backlog listener never filled"
+            );
+        }
+        Self {
+            addr,
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+
+    /// `host:port` of the black hole.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }

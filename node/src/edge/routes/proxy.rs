@@ -17,7 +17,7 @@ use crate::edge::auth::authenticate;
 use crate::edge::body::read_limited;
 use crate::edge::context::{RequestContext, UpstreamTime};
 use crate::edge::error::{ApiError, ErrorCode, ErrorShape};
-use crate::providers::{ProviderError, ProviderKind, TimeoutPhase};
+use crate::providers::{ProviderError, ProviderKind, TimeoutPhase, client_for};
 use crate::usage::RouteKind;
 
 /// Request headers never forwarded: hop-by-hop, the client's credentials, and the ones the
@@ -110,15 +110,20 @@ pub async fn proxy(
     }
     accounting.upstream_begins(target, false);
     accounting.mark_cost_unknown();
-    let builder = gateway
-        .providers()
-        .http()
+    // The target's timeouts (its own, else its endpoint's), the connect timeout included:
+    // the call goes out on the pooled client built for it.
+    let timeouts = target.timeouts;
+    let client = match client_for(gateway.providers().http(), timeouts.connect) {
+        Ok(client) => client,
+        Err(err) => return accounting.reject(err, ErrorShape::OpenAi),
+    };
+    let builder = client
         .request(method, url)
         .headers(forwarded)
         .body(bytes)
-        .timeout(endpoint.timeouts.total);
+        .timeout(timeouts.total);
     let builder = crate::providers::authorize(builder, target, &headers);
-    let sent = tokio::time::timeout(endpoint.timeouts.first_byte, builder.send()).await;
+    let sent = tokio::time::timeout(timeouts.first_byte, builder.send()).await;
     let upstream = match sent {
         Err(_) => Err(ProviderError::Timeout {
             phase: TimeoutPhase::FirstByte,

@@ -28,6 +28,7 @@ use super::{
     api_key,
 };
 use crate::config::Target;
+use crate::http_client::HttpClients;
 use stream::{Mode, Translator};
 
 /// The API version sent with every request (the Messages API's only version).
@@ -70,12 +71,12 @@ impl Site {
 /// The Anthropic client.
 #[derive(Debug, Clone)]
 pub struct AnthropicProvider {
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl AnthropicProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self { http }
     }
 
@@ -115,10 +116,10 @@ impl AnthropicProvider {
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
         let target = request.target;
+        let http = request.client(&self.http)?;
         let mut builder = match site {
             Site::Anthropic { key } => {
-                let builder = self
-                    .http
+                let builder = http
                     .post(messages_url(target))
                     .header("anthropic-version", API_VERSION);
                 match key {
@@ -132,8 +133,7 @@ impl AnthropicProvider {
                 } else {
                     "rawPredict"
                 };
-                self.http
-                    .post(format!("{model_url}:{method}"))
+                http.post(format!("{model_url}:{method}"))
                     .bearer_auth(token)
             }
         }

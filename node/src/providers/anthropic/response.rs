@@ -4,7 +4,10 @@
 //! Anthropic counts `input_tokens` without the prompt-cache tokens; OpenAI's
 //! `prompt_tokens` (and the gateway's `input_tokens`) include them. So prompt tokens are
 //! `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`, and the cached
-//! part (`prompt_tokens_details.cached_tokens`) is `cache_read_input_tokens`.
+//! part (`prompt_tokens_details.cached_tokens`) is `cache_read_input_tokens`. Cache writes
+//! (`cache_creation_input_tokens`) are billed above the input price, and one-hour writes
+//! above five-minute ones, so the gateway's usage keeps both: the writes, and the one-hour
+//! part of them from `cache_creation.ephemeral_1h_input_tokens`.
 
 use serde_json::{Map, Value, json};
 
@@ -15,8 +18,10 @@ use crate::usage::Usage;
 pub struct AnthropicUsage {
     /// `input_tokens` (uncached input only).
     pub input: u64,
-    /// `cache_creation_input_tokens`.
+    /// `cache_creation_input_tokens`: every prompt-cache write.
     pub cache_creation: u64,
+    /// `cache_creation.ephemeral_1h_input_tokens`: the writes to the one-hour cache.
+    pub cache_creation_1h: u64,
     /// `cache_read_input_tokens`.
     pub cache_read: u64,
     /// `output_tokens`.
@@ -41,6 +46,22 @@ impl AnthropicUsage {
         if let Some(n) = number("cache_creation_input_tokens") {
             self.cache_creation = n;
         }
+        if let Some(split) = usage.get("cache_creation").and_then(Value::as_object) {
+            let part = |key: &str| split.get(key).and_then(Value::as_u64);
+            let (short, long) = (
+                part("ephemeral_5m_input_tokens"),
+                part("ephemeral_1h_input_tokens"),
+            );
+            if let Some(n) = long {
+                self.cache_creation_1h = n;
+            }
+            // The split never exceeds the total; if the total is missing or smaller, the
+            // split is the better count.
+            if short.is_some() || long.is_some() {
+                let sum = short.unwrap_or(0).saturating_add(long.unwrap_or(0));
+                self.cache_creation = self.cache_creation.max(sum);
+            }
+        }
         if let Some(n) = number("cache_read_input_tokens") {
             self.cache_read = n;
         }
@@ -51,7 +72,9 @@ impl AnthropicUsage {
 
     /// Every input token, cached or not.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input + self.cache_creation + self.cache_read
+        self.input
+            .saturating_add(self.cache_creation)
+            .saturating_add(self.cache_read)
     }
 
     /// The gateway's usage.
@@ -60,6 +83,8 @@ impl AnthropicUsage {
             input_tokens: self.prompt_tokens(),
             output_tokens: self.output,
             cached_tokens: self.cache_read,
+            cache_write_tokens: self.cache_creation,
+            cache_write_1h_tokens: self.cache_creation_1h.min(self.cache_creation),
         }
     }
 
@@ -68,7 +93,7 @@ impl AnthropicUsage {
         json!({
             "prompt_tokens": self.prompt_tokens(),
             "completion_tokens": self.output,
-            "total_tokens": self.prompt_tokens() + self.output,
+            "total_tokens": self.prompt_tokens().saturating_add(self.output),
             "prompt_tokens_details": {"cached_tokens": self.cache_read},
         })
     }
@@ -167,10 +192,43 @@ mod tests {
             Usage {
                 input_tokens: 35,
                 output_tokens: 7,
-                cached_tokens: 20
+                cached_tokens: 20,
+                cache_write_tokens: 5,
+                cache_write_1h_tokens: 0,
             }
         );
         assert_eq!(usage.openai_json()["total_tokens"], 42);
+    }
+
+    #[test]
+    fn cache_writes_are_split_by_lifetime() {
+        let usage = AnthropicUsage::from_json(&json!({
+            "input_tokens": 10, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 20,
+            "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 200},
+            "output_tokens": 7,
+        }))
+        .unwrap_or_default()
+        .usage();
+        assert_eq!(usage.input_tokens, 530);
+        assert_eq!(
+            (usage.cache_write_tokens, usage.cache_write_1h_tokens),
+            (500, 200)
+        );
+        // A split without the total still counts every write.
+        let split_only = AnthropicUsage::from_json(&json!({
+            "input_tokens": 10,
+            "cache_creation": {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 40},
+        }))
+        .unwrap_or_default()
+        .usage();
+        assert_eq!(
+            (
+                split_only.input_tokens,
+                split_only.cache_write_tokens,
+                split_only.cache_write_1h_tokens
+            ),
+            (80, 70, 40)
+        );
     }
 
     #[test]

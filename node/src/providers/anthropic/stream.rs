@@ -381,6 +381,25 @@ mod tests {
     }
 
     #[test]
+    fn cache_writes_in_message_start_are_reported() {
+        let mut t = Translator::new(Mode::Native, None, 1);
+        let start = t.event(
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_1","model":"m","usage":{"input_tokens":12,"cache_creation_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":20,"ephemeral_1h_input_tokens":30},"cache_read_input_tokens":8,"output_tokens":1}}}"#,
+        );
+        let usage = usages(&start)[0];
+        assert_eq!(usage.input_tokens, 70);
+        assert_eq!(
+            (
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens
+            ),
+            (8, 50, 30)
+        );
+    }
+
+    #[test]
     fn error_events_end_the_stream() {
         let mut t = Translator::new(Mode::Native, None, 1);
         let out = t.event(

@@ -64,7 +64,9 @@ fn golden_message_translates_to_the_openai_answer() {
         Usage {
             input_tokens: 1150,
             output_tokens: 45,
-            cached_tokens: 1000
+            cached_tokens: 1000,
+            cache_write_tokens: 30,
+            cache_write_1h_tokens: 0,
         }
     );
 }
@@ -126,7 +128,8 @@ async fn golden_stream_translates_to_openai_chunks() {
         Some(&Usage {
             input_tokens: 2520,
             output_tokens: 89,
-            cached_tokens: 2048
+            cached_tokens: 2048,
+            ..Usage::default()
         })
     );
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use super::error::{Scrub, stream_error, stream_exception};
 use super::eventstream::Frame;
 use super::stream::Out;
+use crate::providers::anthropic::response::AnthropicUsage;
 use crate::providers::{ProviderError, StreamEvent, UpstreamError};
 use crate::usage::Usage;
 
@@ -58,19 +59,12 @@ pub fn invoke_body(
     out
 }
 
-/// Usage from an Anthropic `usage` object: cache reads and writes are reported beside
-/// `input_tokens`, so all three make the input.
+/// Usage from an Anthropic `usage` object, read as the Anthropic provider reads it: cache
+/// reads and writes are reported beside `input_tokens`, so all three make the input, and
+/// the writes are kept (with their one-hour part) for their own price.
 pub fn usage_from_anthropic(usage: &Value) -> Option<Usage> {
-    let number = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
     usage.get("input_tokens")?;
-    let read = number("cache_read_input_tokens");
-    Some(Usage {
-        input_tokens: number("input_tokens")
-            .saturating_add(read)
-            .saturating_add(number("cache_creation_input_tokens")),
-        output_tokens: number("output_tokens"),
-        cached_tokens: read,
-    })
+    AnthropicUsage::from_json(usage).map(|usage| usage.usage())
 }
 
 /// Usage of a complete Messages answer, falling back to Bedrock's
@@ -89,7 +83,7 @@ pub fn answer_usage(answer: &Map<String, Value>, headers: &HeaderMap) -> Usage {
     Usage {
         input_tokens: header("x-amzn-bedrock-input-token-count"),
         output_tokens: header("x-amzn-bedrock-output-token-count"),
-        cached_tokens: 0,
+        ..Usage::default()
     }
 }
 
@@ -97,7 +91,9 @@ pub fn answer_usage(answer: &Map<String, Value>, headers: &HeaderMap) -> Usage {
 #[derive(Debug)]
 pub struct MessagesTranslator {
     scrub: Scrub,
-    usage: Option<Usage>,
+    /// Anthropic's counts so far; each event's fields replace the earlier ones (they are
+    /// cumulative).
+    usage: AnthropicUsage,
     done: bool,
 }
 
@@ -106,7 +102,7 @@ impl MessagesTranslator {
     pub fn new(scrub: Scrub) -> Self {
         Self {
             scrub,
-            usage: None,
+            usage: AnthropicUsage::default(),
             done: false,
         }
     }
@@ -169,27 +165,16 @@ impl MessagesTranslator {
         let mut out = Vec::with_capacity(2);
         match kind.as_str() {
             "message_start" => {
-                self.usage = event
-                    .pointer("/message/usage")
-                    .and_then(usage_from_anthropic);
+                if let Some(usage) = event.pointer("/message/usage").and_then(Value::as_object) {
+                    self.usage.merge(usage);
+                }
             }
             "message_delta" => {
-                let mut usage = self.usage.unwrap_or_default();
-                if let Some(delta) = event.get("usage") {
-                    let number = |key: &str| delta.get(key).and_then(Value::as_u64);
-                    if let Some(output) = number("output_tokens") {
-                        usage.output_tokens = output;
-                    }
-                    if number("input_tokens").is_some()
-                        && let Some(full) = usage_from_anthropic(delta)
-                    {
-                        usage.input_tokens = full.input_tokens;
-                        usage.cached_tokens = full.cached_tokens;
-                    }
+                if let Some(delta) = event.get("usage").and_then(Value::as_object) {
+                    self.usage.merge(delta);
                 }
-                self.usage = Some(usage);
                 // Before the frame: recorded before the client can see it.
-                out.push(Ok(StreamEvent::Usage(usage)));
+                out.push(Ok(StreamEvent::Usage(self.usage.usage())));
             }
             "message_stop" => self.done = true,
             _ => {}
@@ -306,13 +291,51 @@ mod tests {
             Ok(StreamEvent::Usage(Usage {
                 input_tokens: 18,
                 output_tokens: 8,
-                cached_tokens: 5
+                cached_tokens: 5,
+                cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
             }))
         ));
         assert!(!t.is_done());
         t.on_frame(chunk(json!({"type": "message_stop"})));
         assert!(t.is_done());
         assert!(t.on_end().is_empty());
+    }
+
+    #[test]
+    fn cache_writes_are_read_with_their_lifetimes() {
+        let usage = json!({"input_tokens": 13, "cache_read_input_tokens": 5,
+            "cache_creation_input_tokens": 500,
+            "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 200},
+            "output_tokens": 8});
+        let answer = object(json!({ "usage": usage.clone() }));
+        let complete = answer_usage(&answer, &HeaderMap::new());
+        assert_eq!(
+            (
+                complete.input_tokens,
+                complete.cache_write_tokens,
+                complete.cache_write_1h_tokens
+            ),
+            (518, 500, 200)
+        );
+        let mut t = MessagesTranslator::new(Scrub::default());
+        t.on_frame(chunk(
+            json!({"type": "message_start", "message": {"usage": usage}}),
+        ));
+        let out = t.on_frame(chunk(json!({"type": "message_delta",
+            "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}})));
+        let Ok(StreamEvent::Usage(streamed)) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (
+                streamed.input_tokens,
+                streamed.output_tokens,
+                streamed.cache_write_tokens,
+                streamed.cache_write_1h_tokens
+            ),
+            (518, 9, 500, 200)
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ use super::{
     api_key,
 };
 use crate::config::{Credentials, Target};
+use crate::http_client::HttpClients;
 
 /// The event-stream media type of Bedrock's streaming answers.
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -83,12 +84,12 @@ fn action_url(target: &Target, action: Action) -> String {
 /// The Bedrock client.
 #[derive(Debug, Clone)]
 pub struct BedrockProvider {
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl BedrockProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self { http }
     }
 
@@ -146,8 +147,8 @@ impl BedrockProvider {
     ) -> Result<(reqwest::Response, Scrub), ProviderError> {
         let body =
             serde_json::to_vec(body).map_err(|e| ProviderError::Unsupported(e.to_string()))?;
-        let builder = self
-            .http
+        let http = request.client(&self.http)?;
+        let builder = http
             .post(action_url(request.target, action))
             .header(CONTENT_TYPE, "application/json")
             .timeout(request.timeouts.total);
@@ -163,7 +164,7 @@ impl BedrockProvider {
             .build()
             .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
         let scrub = Self::authorize(&mut http_request, request)?;
-        let pending = self.http.execute(http_request);
+        let pending = http.execute(http_request);
         let response = tokio::time::timeout(request.timeouts.first_byte, pending)
             .await
             .map_err(|_| ProviderError::Timeout {

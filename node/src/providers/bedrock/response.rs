@@ -6,8 +6,10 @@
 //! Token accounting: Converse's `TokenUsage` reports `cacheReadInputTokens` and
 //! `cacheWriteInputTokens` beside `inputTokens`, not inside it (`totalTokens` is the sum of
 //! all four), so the input a request consumed is `inputTokens + cacheRead + cacheWrite`,
-//! of which `cacheRead` was served from the cache. When `totalTokens` shows the cache
-//! already inside `inputTokens`, it is not added twice.
+//! of which `cacheRead` was served from the cache and `cacheWrite` written to it (billed
+//! above the input price). `cacheDetails` splits the writes by cache lifetime (`5m`, `1h`);
+//! the one-hour part is kept for its higher price. When `totalTokens` shows the cache already
+//! inside `inputTokens`, it is not added twice.
 
 use serde_json::{Map, Value, json};
 
@@ -60,7 +62,25 @@ pub fn usage_from_converse(usage: &Value) -> Option<Usage> {
     let input = number("inputTokens")?;
     let output = number("outputTokens").unwrap_or(0);
     let read = number("cacheReadInputTokens").unwrap_or(0);
-    let write = number("cacheWriteInputTokens").unwrap_or(0);
+    let (mut written, mut written_1h) = (0u64, 0u64);
+    for detail in usage
+        .get("cacheDetails")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let tokens = detail
+            .get("inputTokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        written = written.saturating_add(tokens);
+        if detail.get("ttl").and_then(Value::as_str) == Some("1h") {
+            written_1h = written_1h.saturating_add(tokens);
+        }
+    }
+    // The details never exceed the total; if the total is missing or smaller, they are the
+    // better count.
+    let write = number("cacheWriteInputTokens").unwrap_or(0).max(written);
     let cache = read.saturating_add(write);
     let already_inside =
         cache > 0 && input >= cache && number("totalTokens") == Some(input.saturating_add(output));
@@ -73,6 +93,8 @@ pub fn usage_from_converse(usage: &Value) -> Option<Usage> {
         input_tokens,
         output_tokens: output,
         cached_tokens: read,
+        cache_write_tokens: write,
+        cache_write_1h_tokens: written_1h.min(write),
     })
 }
 
@@ -81,7 +103,7 @@ pub fn openai_usage(usage: &Usage) -> Value {
     json!({
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "total_tokens": usage.input_tokens.saturating_add(usage.output_tokens),
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     })
 }
@@ -197,7 +219,9 @@ mod tests {
             Some(Usage {
                 input_tokens: 27,
                 output_tokens: 9,
-                cached_tokens: 4
+                cached_tokens: 4,
+                cache_write_tokens: 2,
+                cache_write_1h_tokens: 0,
             })
         );
         // A total that already holds the cache inside inputTokens is not double counted.
@@ -213,8 +237,37 @@ mod tests {
             Some(Usage {
                 input_tokens: 5,
                 output_tokens: 1,
-                cached_tokens: 0
+                ..Usage::default()
             })
+        );
+    }
+
+    #[test]
+    fn cache_details_split_the_writes_by_lifetime() {
+        let usage = json!({"inputTokens": 21, "outputTokens": 9, "totalTokens": 534,
+            "cacheReadInputTokens": 4, "cacheWriteInputTokens": 500,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 200}, {"ttl": "5m", "inputTokens": 300}]});
+        let usage = usage_from_converse(&usage).unwrap_or_default();
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.cached_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens
+            ),
+            (525, 4, 500, 200)
+        );
+        // Details without the total still count every write.
+        let details_only = json!({"inputTokens": 10, "outputTokens": 1,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 7}]});
+        let usage = usage_from_converse(&details_only).unwrap_or_default();
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens
+            ),
+            (17, 7, 7)
         );
     }
 

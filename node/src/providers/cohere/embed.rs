@@ -108,7 +108,7 @@ pub fn embed_response(
     let usage = Usage {
         input_tokens: input,
         output_tokens: 0,
-        cached_tokens: 0,
+        ..Usage::default()
     };
     let mut out = Map::new();
     out.insert("object".into(), json!("list"));

@@ -30,17 +30,18 @@ use super::{
     Completion, EventStream, Operation, Provider, ProviderError, ProviderRequest, TimeoutPhase,
     api_key,
 };
+use crate::http_client::HttpClients;
 use error::CohereError;
 
 /// The Cohere v2 client.
 #[derive(Debug, Clone)]
 pub struct CohereProvider {
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl CohereProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self { http }
     }
 
@@ -57,8 +58,8 @@ impl CohereProvider {
         } else {
             "application/json"
         };
-        let mut builder = self
-            .http
+        let mut builder = request
+            .client(&self.http)?
             .post(format!("{}{path}", target.api_base))
             .header(ACCEPT, accept)
             .json(body)

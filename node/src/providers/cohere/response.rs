@@ -56,6 +56,8 @@ pub fn usage(usage: &Value) -> Option<Usage> {
         input_tokens: input,
         output_tokens: output,
         cached_tokens: cached,
+        // Cohere reports (and bills) no prompt-cache writes.
+        ..Usage::default()
     })
 }
 

@@ -197,7 +197,7 @@ pub(crate) fn embed_response(
     let usage = Usage {
         input_tokens: tokens,
         output_tokens: 0,
-        cached_tokens: 0,
+        ..Usage::default()
     };
     Ok((body, usage))
 }

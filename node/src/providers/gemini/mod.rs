@@ -34,6 +34,7 @@ use super::{
     Completion, EventStream, Operation, Provider, ProviderError, ProviderRequest, TimeoutPhase,
     api_key,
 };
+use crate::http_client::HttpClients;
 use request::ChatOptions;
 use stream::{ChatStream, NativeStream, event_stream};
 
@@ -88,12 +89,12 @@ impl Site {
 /// The Gemini client.
 #[derive(Debug, Clone)]
 pub struct GeminiProvider {
-    http: reqwest::Client,
+    http: HttpClients,
 }
 
 impl GeminiProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self { http }
     }
 
@@ -105,8 +106,8 @@ impl GeminiProvider {
         body: &Map<String, Value>,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut builder = self
-            .http
+        let mut builder = request
+            .client(&self.http)?
             .post(site.url(method, stream))
             .json(body)
             .timeout(request.timeouts.total);

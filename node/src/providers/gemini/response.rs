@@ -23,6 +23,9 @@ pub(crate) fn usage(metadata: &Value) -> Option<Usage> {
         input_tokens: count("promptTokenCount") + count("toolUsePromptTokenCount"),
         output_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
         cached_tokens: count("cachedContentTokenCount"),
+        // Gemini bills no prompt-cache writes per request (an explicit cache is created,
+        // and billed for storage, through its own API), so none are reported.
+        ..Usage::default()
     })
 }
 

@@ -74,7 +74,7 @@ fn plan(request: &ProviderRequest<'_>) -> Plan {
     let usage = Usage {
         input_tokens: input,
         output_tokens: words.len() as u64,
-        cached_tokens: 0,
+        ..Usage::default()
     };
     Plan {
         behaviour,

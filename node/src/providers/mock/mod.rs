@@ -317,7 +317,7 @@ fn plan(request: &ProviderRequest<'_>, op: MockOp) -> (Behaviour, Vec<String>, U
     let usage = Usage {
         input_tokens,
         output_tokens: words.len() as u64,
-        cached_tokens: 0,
+        ..Usage::default()
     };
     (behaviour, words, usage)
 }

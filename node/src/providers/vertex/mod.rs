@@ -18,12 +18,13 @@ use super::{
     Completion, EventStream, Operation, Provider, ProviderError, ProviderRequest, api_key,
 };
 use crate::config::{Credentials, Target};
+use crate::http_client::HttpClients;
 use auth::TokenSources;
 
 /// The Vertex AI client.
 #[derive(Debug, Clone)]
 pub struct VertexProvider {
-    http: reqwest::Client,
+    http: HttpClients,
     anthropic: AnthropicProvider,
     gemini: GeminiProvider,
     tokens: Arc<TokenSources>,
@@ -67,8 +68,8 @@ fn model_url(target: &Target, publisher: Publisher) -> String {
 }
 
 impl VertexProvider {
-    /// Wraps the shared pooled client.
-    pub fn new(http: reqwest::Client) -> Self {
+    /// Wraps the shared pooled clients.
+    pub fn new(http: HttpClients) -> Self {
         Self {
             anthropic: AnthropicProvider::new(http.clone()),
             gemini: GeminiProvider::new(http.clone()),
@@ -83,7 +84,8 @@ impl VertexProvider {
         match &request.target.credentials {
             Credentials::ServiceAccount(key) => {
                 let source = self.tokens.get(key)?;
-                source.token(&self.http, request.timeouts.first_byte).await
+                let http = request.client(&self.http)?;
+                source.token(&http, request.timeouts.first_byte).await
             }
             _ => api_key(request.target, request.client_headers).ok_or_else(|| {
                 ProviderError::Unsupported(
