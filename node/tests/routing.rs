@@ -566,3 +566,30 @@ async fn a_top_level_connect_timeout_change_applies_on_reload() {
     assert_eq!(reply.status, 504, "{}", reply.text);
     assert!(reply.text.contains("connect timeout"), "{}", reply.text);
 }
+
+#[tokio::test]
+async fn a_missing_feature_fails_over_but_a_malformed_request_does_not() {
+    // The Anthropic target is never reached: translation decides before any call.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let gw = gateway(&format!(
+        "  - name: mixed\n    kind: chat\n    targets:\n      - {{provider: anthropic, model: claude-sonnet-4-5, api_base: 'http://127.0.0.1:{closed}', credentials: {{api_key: sk-ant-test-000000}}}}\n    fallbacks:\n      - {{provider: mock, model: echo}}\n"
+    ))
+    .await;
+    // `n: 2` is a feature Anthropic lacks: the mock fallback serves it.
+    let mut body = chat("mixed");
+    body["n"] = json!(2);
+    let reply = post(&gw, body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("x-floodgate-target"), "mock/echo");
+
+    // A malformed image URL is the request's fault: no fallback, 400 invalid_request.
+    let body = json!({"model": "mixed", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]});
+    let reply = post(&gw, body).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.code(), "invalid_request");
+    assert!(reply.headers.get("x-floodgate-target").is_none());
+}

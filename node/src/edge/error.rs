@@ -233,6 +233,9 @@ impl From<ProviderError> for ApiError {
                 ErrorCode::UpstreamInterrupted,
                 message,
             ),
+            ProviderError::InvalidRequest(_) => {
+                Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+            }
             ProviderError::Unsupported(_) => Self::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::UnsupportedOperation,

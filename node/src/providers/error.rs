@@ -75,9 +75,14 @@ pub enum ProviderError {
         /// Transport detail (no URL).
         detail: String,
     },
-    /// The provider cannot do this operation.
+    /// The provider cannot do this operation, or lacks a feature the request uses; another
+    /// target may serve it.
     #[error("{0}")]
     Unsupported(String),
+    /// The request is malformed for this provider's API (a field of the wrong shape): no
+    /// other target would accept it either.
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 impl ProviderError {

@@ -34,6 +34,7 @@ pub fn classify(error: &ProviderError, policy: &RetryPolicy) -> Failure {
             }
         }
         ProviderError::Unsupported(_) => Failure::Skip,
+        ProviderError::InvalidRequest(_) => Failure::Fatal,
     }
 }
 
@@ -45,7 +46,7 @@ pub fn blames_target(error: &ProviderError) -> bool {
             let status = upstream.status.as_u16();
             status >= 500 || matches!(status, 408 | 429)
         }
-        ProviderError::Unsupported(_) => false,
+        ProviderError::Unsupported(_) | ProviderError::InvalidRequest(_) => false,
         _ => true,
     }
 }

@@ -87,8 +87,16 @@ impl AnthropicProvider {
         stream: bool,
     ) -> Result<Map<String, Value>, ProviderError> {
         let mut body = match request.op {
-            Operation::Chat => request::to_anthropic(&request.body, request.target)
-                .map_err(|e| ProviderError::Unsupported(e.to_string()))?,
+            Operation::Chat => {
+                request::to_anthropic(&request.body, request.target).map_err(|e| match e {
+                    request::TranslateError::Invalid { .. } => {
+                        ProviderError::InvalidRequest(e.to_string())
+                    }
+                    request::TranslateError::Unsupported { .. } => {
+                        ProviderError::Unsupported(e.to_string())
+                    }
+                })?
+            }
             Operation::AnthropicMessages => native_body(&request.body, request.target.max_tokens),
             op => {
                 return Err(ProviderError::Unsupported(format!(

@@ -74,9 +74,10 @@ impl From<CohereError> for ProviderError {
     fn from(err: CohereError) -> Self {
         let message = err.to_string();
         match err {
-            CohereError::UnsupportedOperation(_)
-            | CohereError::Unsupported { .. }
-            | CohereError::Invalid { .. } => ProviderError::Unsupported(message),
+            CohereError::UnsupportedOperation(_) | CohereError::Unsupported { .. } => {
+                ProviderError::Unsupported(message)
+            }
+            CohereError::Invalid { .. } => ProviderError::InvalidRequest(message),
             CohereError::GenerationFailed { .. } => {
                 ProviderError::Status(Box::new(UpstreamError {
                     status: StatusCode::BAD_GATEWAY,

@@ -93,7 +93,18 @@ pub(crate) enum TranslateError {
 
 impl From<TranslateError> for ProviderError {
     fn from(err: TranslateError) -> Self {
-        ProviderError::Unsupported(err.to_string())
+        match err {
+            // Malformed input: no other target would take it either.
+            TranslateError::Field { .. }
+            | TranslateError::Arguments { .. }
+            | TranslateError::UnknownToolCall { .. }
+            | TranslateError::MediaUrl { .. } => ProviderError::InvalidRequest(err.to_string()),
+            // Something Gemini lacks: another target may serve it.
+            TranslateError::Role { .. }
+            | TranslateError::Part { .. }
+            | TranslateError::Tool { .. }
+            | TranslateError::TokenInput => ProviderError::Unsupported(err.to_string()),
+        }
     }
 }
 
