@@ -179,7 +179,7 @@ pub async fn invoke(
         let latency = started.elapsed();
         match result {
             Ok(answer) => {
-                health.success(latency);
+                health.success(latency, &endpoint.routing.ejection);
                 accounting.attempt_served();
                 let response = respond(answer, accounting, target, &spec);
                 return finish_headers(response, target, admission.as_ref());

@@ -212,9 +212,26 @@ impl PriceTable {
     }
 
     /// The price of `model` at `provider`, or `None` when the table does not know it.
+    ///
+    /// Vertex AI bills its publishers' models at the publishers' list prices, so a Vertex
+    /// model without a `provider: vertex` entry is priced as Anthropic's (`claude*`) or
+    /// Gemini's. A version suffix after `@` (Vertex's `claude-sonnet-4-5@20250929`) names
+    /// the same model.
     pub fn lookup(&self, provider: ProviderKind, model: &str) -> Option<ModelPrice> {
-        for scope in [Some(provider), None] {
-            let mut candidate = model;
+        let publisher = match provider {
+            ProviderKind::Vertex if model.starts_with("claude") => Some(ProviderKind::Anthropic),
+            ProviderKind::Vertex => Some(ProviderKind::Gemini),
+            _ => None,
+        };
+        let scopes = std::iter::once(Some(provider))
+            .chain(publisher.map(Some))
+            .chain(std::iter::once(None));
+        let base = model.split('@').next().unwrap_or(model);
+        for scope in scopes {
+            if let Some(price) = self.entries.get(&(scope, model.to_owned())) {
+                return Some(*price);
+            }
+            let mut candidate = base;
             loop {
                 if let Some(price) = self.entries.get(&(scope, candidate.to_owned())) {
                     return Some(*price);
@@ -269,6 +286,24 @@ mod tests {
             count += raw.prices.len();
         }
         assert_eq!(PriceTable::shipped().entries.len(), count);
+    }
+
+    #[test]
+    fn vertex_models_use_their_publishers_prices() {
+        let table = PriceTable::shipped();
+        let claude = table.lookup(ProviderKind::Anthropic, "claude-sonnet-4-5");
+        assert!(claude.is_some());
+        assert_eq!(
+            table.lookup(ProviderKind::Vertex, "claude-sonnet-4-5@20250929"),
+            claude
+        );
+        let gemini = table.lookup(ProviderKind::Gemini, "gemini-2.5-flash");
+        assert!(gemini.is_some());
+        assert_eq!(
+            table.lookup(ProviderKind::Vertex, "gemini-2.5-flash"),
+            gemini
+        );
+        assert_eq!(table.lookup(ProviderKind::Vertex, "unknown-model@1"), None);
     }
 
     #[test]

@@ -90,10 +90,10 @@ impl TargetHealth {
     }
 
     /// Records a success and its latency; a successful probe returns the target to rotation.
-    pub fn success(&self, latency: Duration) {
+    pub fn success(&self, latency: Duration, policy: &EjectionPolicy) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.count(false);
+        self.count(false, policy.window);
         self.observe_latency(latency);
         if self.ejected_until_ms.load(Ordering::Acquire) != 0 {
             self.ejected_until_ms.store(0, Ordering::Release);
@@ -108,7 +108,7 @@ impl TargetHealth {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.observe_latency(latency);
         let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let (requests, failures) = self.count(true);
+        let (requests, failures) = self.count(true, policy.window);
         let was_probe = self.probing.swap(false, Ordering::AcqRel);
         let by_count = policy.consecutive_failures > 0 && in_a_row >= policy.consecutive_failures;
         let by_rate = policy.error_rate > 0.0
@@ -140,9 +140,9 @@ impl TargetHealth {
         self.window.store(0, Ordering::Relaxed);
     }
 
-    /// Counts a request in the current window; returns (requests, failures) in it.
-    fn count(&self, failed: bool) -> (u32, u32) {
-        let window_ms = 10_000u64;
+    /// Counts a request in the current `window`; returns (requests, failures) in it.
+    fn count(&self, failed: bool, window: Duration) -> (u32, u32) {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let tag = self.now_ms() / window_ms + 1;
         let mut current = self.window.load(Ordering::Relaxed);
         loop {
@@ -227,7 +227,7 @@ mod tests {
             "only one probe at a time"
         );
         health.begin();
-        health.success(Duration::from_millis(1));
+        health.success(Duration::from_millis(1), &policy);
         assert_eq!(health.claim(), Availability::Healthy);
     }
 
@@ -253,7 +253,7 @@ mod tests {
         fail(&health, &policy);
         fail(&health, &policy);
         health.begin();
-        health.success(Duration::from_millis(1));
+        health.success(Duration::from_millis(1), &policy);
         assert!(!fail(&health, &policy));
         assert_eq!(health.claim(), Availability::Healthy);
     }
@@ -268,21 +268,45 @@ mod tests {
             ..policy()
         };
         health.begin();
-        health.success(Duration::from_millis(1));
+        health.success(Duration::from_millis(1), &policy);
         assert!(!fail(&health, &policy));
         health.begin();
-        health.success(Duration::from_millis(1));
+        health.success(Duration::from_millis(1), &policy);
         assert!(fail(&health, &policy), "2 of 4 failed");
+    }
+
+    #[test]
+    fn the_error_rate_counts_only_the_configured_window() {
+        let health = TargetHealth::default();
+        let policy = EjectionPolicy {
+            consecutive_failures: 0,
+            error_rate: 0.5,
+            min_requests: 4,
+            window: Duration::from_millis(50),
+            ..policy()
+        };
+        health.begin();
+        health.success(Duration::from_millis(1), &policy);
+        assert!(!fail(&health, &policy));
+        // Let the window pass: the next two requests start a fresh count of two.
+        std::thread::sleep(Duration::from_millis(60));
+        health.begin();
+        health.success(Duration::from_millis(1), &policy);
+        assert!(
+            !fail(&health, &policy),
+            "2 of 2 in the new window is below min_requests"
+        );
+        assert_eq!(health.claim(), Availability::Healthy);
     }
 
     #[test]
     fn peak_ewma_takes_slow_samples_at_once() {
         let health = TargetHealth::default();
         health.begin();
-        health.success(Duration::from_millis(10));
+        health.success(Duration::from_millis(10), &policy());
         let fast = health.load_cost();
         health.begin();
-        health.success(Duration::from_millis(100));
+        health.success(Duration::from_millis(100), &policy());
         assert!(health.load_cost() >= fast * 9.0);
     }
 }
