@@ -162,6 +162,32 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = Result<EventStream, ProviderError>> + Send;
 }
 
+/// Calls `$method` on the provider implementation for the request's target. Every
+/// provider kind is listed, so a new kind cannot silently fall through to another client.
+macro_rules! dispatch {
+    ($self:ident, $request:ident, $method:ident) => {
+        match $request.target.provider {
+            ProviderKind::Mock => $self.mock.$method($request).await,
+            ProviderKind::Anthropic => $self.anthropic.$method($request).await,
+            ProviderKind::Bedrock => $self.bedrock.$method($request).await,
+            ProviderKind::Cohere => $self.cohere.$method($request).await,
+            ProviderKind::Gemini => $self.gemini.$method($request).await,
+            ProviderKind::Vertex => $self.vertex.$method($request).await,
+            ProviderKind::OpenAi
+            | ProviderKind::AzureOpenAi
+            | ProviderKind::Mistral
+            | ProviderKind::Groq
+            | ProviderKind::Together
+            | ProviderKind::DeepSeek
+            | ProviderKind::Xai
+            | ProviderKind::OpenRouter
+            | ProviderKind::Ollama
+            | ProviderKind::Vllm
+            | ProviderKind::OpenAiCompatible => $self.openai.$method($request).await,
+        }
+    };
+}
+
 /// Every provider implementation, chosen by the target's [`ProviderKind`].
 #[derive(Debug, Clone)]
 pub struct Providers {
@@ -199,27 +225,7 @@ impl Providers {
         request: ProviderRequest<'_>,
     ) -> Result<Completion, ProviderError> {
         let total = request.timeouts.total;
-        let call = async {
-            match request.target.provider {
-                ProviderKind::Mock => self.mock.complete(request).await,
-                ProviderKind::Anthropic => self.anthropic.complete(request).await,
-                ProviderKind::Bedrock => self.bedrock.complete(request).await,
-                ProviderKind::Cohere => self.cohere.complete(request).await,
-                ProviderKind::Gemini => self.gemini.complete(request).await,
-                ProviderKind::Vertex => self.vertex.complete(request).await,
-                ProviderKind::OpenAi
-                | ProviderKind::AzureOpenAi
-                | ProviderKind::Mistral
-                | ProviderKind::Groq
-                | ProviderKind::Together
-                | ProviderKind::DeepSeek
-                | ProviderKind::Xai
-                | ProviderKind::OpenRouter
-                | ProviderKind::Ollama
-                | ProviderKind::Vllm
-                | ProviderKind::OpenAiCompatible => self.openai.complete(request).await,
-            }
-        };
+        let call = async { dispatch!(self, request, complete) };
         tokio::time::timeout(total, call)
             .await
             .unwrap_or(Err(ProviderError::Timeout {
@@ -232,27 +238,7 @@ impl Providers {
     pub async fn stream(&self, request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
         let deadline = tokio::time::Instant::now() + request.timeouts.total;
         let request_idle = request.timeouts.idle;
-        let call = async {
-            match request.target.provider {
-                ProviderKind::Mock => self.mock.stream(request).await,
-                ProviderKind::Anthropic => self.anthropic.stream(request).await,
-                ProviderKind::Bedrock => self.bedrock.stream(request).await,
-                ProviderKind::Cohere => self.cohere.stream(request).await,
-                ProviderKind::Gemini => self.gemini.stream(request).await,
-                ProviderKind::Vertex => self.vertex.stream(request).await,
-                ProviderKind::OpenAi
-                | ProviderKind::AzureOpenAi
-                | ProviderKind::Mistral
-                | ProviderKind::Groq
-                | ProviderKind::Together
-                | ProviderKind::DeepSeek
-                | ProviderKind::Xai
-                | ProviderKind::OpenRouter
-                | ProviderKind::Ollama
-                | ProviderKind::Vllm
-                | ProviderKind::OpenAiCompatible => self.openai.stream(request).await,
-            }
-        };
+        let call = async { dispatch!(self, request, stream) };
         let stream = tokio::time::timeout_at(deadline, call)
             .await
             .unwrap_or(Err(ProviderError::Timeout {
@@ -314,6 +300,20 @@ pub fn usage_from_openai(usage: &Value) -> Option<Usage> {
         cache_write_tokens: detail("cache_write_tokens"),
         cache_write_1h_tokens: 0,
     })
+}
+
+/// Awaits an upstream response's headers within `first_byte`, classifying transport errors
+/// (connect failure, connect or first-byte timeout) without the request URL.
+pub(crate) async fn first_byte(
+    pending: impl Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    first_byte: Duration,
+) -> Result<reqwest::Response, ProviderError> {
+    tokio::time::timeout(first_byte, pending)
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            phase: TimeoutPhase::FirstByte,
+        })?
+        .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))
 }
 
 /// The API key a call to `target` presents upstream: the configured key, or the client

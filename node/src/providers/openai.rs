@@ -66,12 +66,7 @@ impl OpenAiProvider {
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
         let pending = self.build(request, body, stream)?.send();
-        let response = tokio::time::timeout(request.timeouts.first_byte, pending)
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                phase: TimeoutPhase::FirstByte,
-            })?
-            .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
+        let response = super::first_byte(pending, request.timeouts.first_byte).await?;
         if response.status().is_success() {
             Ok(response)
         } else {

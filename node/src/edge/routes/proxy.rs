@@ -17,7 +17,7 @@ use crate::edge::auth::authenticate;
 use crate::edge::body::read_limited;
 use crate::edge::context::{RequestContext, UpstreamTime};
 use crate::edge::error::{ApiError, ErrorCode, ErrorShape};
-use crate::providers::{ProviderError, ProviderKind, TimeoutPhase, client_for};
+use crate::providers::{ProviderKind, client_for};
 use crate::usage::RouteKind;
 
 /// Request headers never forwarded: hop-by-hop, the client's credentials, and the ones the
@@ -123,14 +123,7 @@ pub async fn proxy(
         .body(bytes)
         .timeout(timeouts.total);
     let builder = crate::providers::authorize(builder, target, &headers);
-    let sent = tokio::time::timeout(timeouts.first_byte, builder.send()).await;
-    let upstream = match sent {
-        Err(_) => Err(ProviderError::Timeout {
-            phase: TimeoutPhase::FirstByte,
-        }),
-        Ok(result) => result.map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte)),
-    };
-    let upstream = match upstream {
+    let upstream = match crate::providers::first_byte(builder.send(), timeouts.first_byte).await {
         Ok(upstream) => upstream,
         Err(err) => return accounting.reject(err, ErrorShape::OpenAi),
     };

@@ -165,12 +165,7 @@ impl BedrockProvider {
             .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
         let scrub = Self::authorize(&mut http_request, request)?;
         let pending = http.execute(http_request);
-        let response = tokio::time::timeout(request.timeouts.first_byte, pending)
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                phase: TimeoutPhase::FirstByte,
-            })?
-            .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
+        let response = super::first_byte(pending, request.timeouts.first_byte).await?;
         if !response.status().is_success() {
             return Err(error::status_error(response, &scrub).await);
         }

@@ -68,12 +68,7 @@ impl CohereProvider {
         if let Some(key) = &key {
             builder = builder.bearer_auth(key);
         }
-        let response = tokio::time::timeout(request.timeouts.first_byte, builder.send())
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                phase: TimeoutPhase::FirstByte,
-            })?
-            .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
+        let response = super::first_byte(builder.send(), request.timeouts.first_byte).await?;
         if response.status().is_success() {
             Ok(response)
         } else {

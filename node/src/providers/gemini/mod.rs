@@ -120,12 +120,7 @@ impl GeminiProvider {
         if stream {
             builder = builder.header(ACCEPT, "text/event-stream");
         }
-        let response = tokio::time::timeout(request.timeouts.first_byte, builder.send())
-            .await
-            .map_err(|_| ProviderError::Timeout {
-                phase: TimeoutPhase::FirstByte,
-            })?
-            .map_err(|e| ProviderError::from_transport(e, TimeoutPhase::FirstByte))?;
+        let response = super::first_byte(builder.send(), request.timeouts.first_byte).await?;
         if response.status().is_success() {
             Ok(response)
         } else {
