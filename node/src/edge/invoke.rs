@@ -137,7 +137,7 @@ pub async fn invoke(
         let round = position / order.len();
         position += 1;
         let health = &routing.health[index];
-        if !every_candidate_ejected && health.claim() == Availability::Ejected {
+        if !every_candidate_ejected && !health.is_available() {
             skipped_in_a_row += 1;
             continue;
         }
@@ -155,6 +155,17 @@ pub async fn invoke(
                 }
             }
         }
+        // Claimed only now that the attempt will really be sent: a probe claimed and then
+        // abandoned for the budget or a backoff would keep the target out of rotation.
+        let claimed = if every_candidate_ejected {
+            Availability::Healthy
+        } else {
+            health.claim()
+        };
+        if claimed == Availability::Ejected {
+            skipped_in_a_row += 1;
+            continue;
+        }
         let target = endpoint.candidate(index);
         let last_chance = attempts + 1 >= max_attempts;
         let mut request_body = if last_chance {
@@ -163,7 +174,7 @@ pub async fn invoke(
             body.clone().unwrap_or_default()
         };
         request_body.insert("model".into(), Value::String(target.model.clone()));
-        health.begin();
+        let in_flight = health.begin(claimed == Availability::Probe);
         accounting.upstream_begins(target, stream);
         let started = Instant::now();
         let result = call(
@@ -179,7 +190,7 @@ pub async fn invoke(
         let latency = started.elapsed();
         match result {
             Ok(answer) => {
-                health.success(latency, &endpoint.routing.ejection);
+                in_flight.success(latency, &endpoint.routing.ejection);
                 accounting.attempt_served();
                 let response = respond(answer, accounting, target, &spec);
                 return finish_headers(response, target, admission.as_ref());
@@ -187,9 +198,9 @@ pub async fn invoke(
             Err(error) => {
                 let failure = classify(&error, policy);
                 if blames_target(&error) {
-                    health.failure(latency, &endpoint.routing.ejection);
+                    in_flight.failure(latency, &endpoint.routing.ejection);
                 } else {
-                    health.neutral();
+                    in_flight.neutral();
                 }
                 if failure == Failure::Skip {
                     skipped_in_a_row += 1;

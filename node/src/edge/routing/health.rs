@@ -3,13 +3,15 @@
 //! traffic once the cooldown has passed, and the latency and load used by least-latency
 //! balancing. Everything is atomics: no request waits on another.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::EjectionPolicy;
 
 /// Decay time of the latency average.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// Longest a probe may block further probes without a verdict.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether a target may take a request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,48 @@ pub enum Availability {
     Ejected,
 }
 
+/// One request in flight to a target; see [`TargetHealth::begin`].
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    health: &'a TargetHealth,
+    open: bool,
+    probe: bool,
+}
+
+impl InFlight<'_> {
+    /// The request succeeded in `latency`; a successful probe returns the target to
+    /// rotation.
+    pub fn success(mut self, latency: Duration, policy: &EjectionPolicy) {
+        self.health.record_success(latency, policy);
+        self.close();
+    }
+
+    /// The request failed in a way that says something about the target (connect error,
+    /// timeout, 429/5xx); returns whether this ejected it.
+    pub fn failure(mut self, latency: Duration, policy: &EjectionPolicy) -> bool {
+        let ejected = self.health.record_failure(latency, policy, self.probe);
+        self.close();
+        ejected
+    }
+
+    /// The request ended with no verdict on the target (a client error).
+    pub fn neutral(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.health.end(self.probe);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// Health and load of one target; shared by every request to it.
 #[derive(Debug)]
 pub struct TargetHealth {
@@ -32,7 +76,10 @@ pub struct TargetHealth {
     /// Ejected until this many ms after `epoch` (0: never ejected).
     ejected_until_ms: AtomicU64,
     ejections: AtomicU32,
-    probing: AtomicBool,
+    /// A probe is in flight until this many ms after `epoch` (0: none). A probe whose
+    /// request vanished without a verdict stops blocking new probes after
+    /// [`PROBE_TIMEOUT`].
+    probe_until_ms: AtomicU64,
     /// Peak-EWMA latency in µs, as f64 bits.
     latency_us: AtomicU64,
     latency_at_ms: AtomicU64,
@@ -47,7 +94,7 @@ impl Default for TargetHealth {
             window: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
-            probing: AtomicBool::new(false),
+            probe_until_ms: AtomicU64::new(0),
             latency_us: AtomicU64::new(0f64.to_bits()),
             latency_at_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -60,38 +107,72 @@ impl TargetHealth {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether the target is in rotation (without claiming a probe).
-    pub fn is_healthy(&self) -> bool {
-        self.now_ms() >= self.ejected_until_ms.load(Ordering::Acquire)
-            && !self.probing.load(Ordering::Acquire)
+    fn probe_in_flight(&self, now: u64) -> bool {
+        now < self.probe_until_ms.load(Ordering::Acquire)
     }
 
-    /// Claims the target for one request: healthy, the probe after a cooldown, or ejected.
+    /// Whether the target is in rotation (without claiming a probe).
+    pub fn is_healthy(&self) -> bool {
+        let now = self.now_ms();
+        now >= self.ejected_until_ms.load(Ordering::Acquire) && !self.probe_in_flight(now)
+    }
+
+    /// Whether a request could be sent to the target now (healthy, or due for a probe),
+    /// without claiming anything.
+    pub fn is_available(&self) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Acquire);
+        let now = self.now_ms();
+        until == 0 || (now >= until && !self.probe_in_flight(now))
+    }
+
+    /// Claims the target for one request that will be sent now: healthy, the one probe
+    /// after a cooldown, or ejected. A claimed probe must be followed by [`Self::begin`].
     pub fn claim(&self) -> Availability {
         let until = self.ejected_until_ms.load(Ordering::Acquire);
         if until == 0 {
             return Availability::Healthy;
         }
-        if self.now_ms() < until {
+        let now = self.now_ms();
+        if now < until {
             return Availability::Ejected;
         }
-        match self
-            .probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        {
+        let current = self.probe_until_ms.load(Ordering::Acquire);
+        if now < current {
+            return Availability::Ejected;
+        }
+        let probe_until = now + u64::try_from(PROBE_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        match self.probe_until_ms.compare_exchange(
+            current,
+            probe_until,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Availability::Probe,
             Err(_) => Availability::Ejected,
         }
     }
 
-    /// Marks the start of a request (load for least-latency balancing).
-    pub fn begin(&self) {
+    /// Starts one request to the target (`probe`: it is the probe [`Self::claim`] granted).
+    /// The returned guard counts it as in flight until a verdict ([`InFlight::success`],
+    /// [`InFlight::failure`], [`InFlight::neutral`]) or until it is dropped (the request
+    /// was abandoned), which also releases its probe.
+    pub fn begin(&self, probe: bool) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            health: self,
+            open: true,
+            probe,
+        }
     }
 
-    /// Records a success and its latency; a successful probe returns the target to rotation.
-    pub fn success(&self, latency: Duration, policy: &EjectionPolicy) {
+    fn end(&self, probe: bool) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if probe {
+            self.probe_until_ms.store(0, Ordering::Release);
+        }
+    }
+
+    fn record_success(&self, latency: Duration, policy: &EjectionPolicy) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.count(false, policy.window);
         self.observe_latency(latency);
@@ -99,17 +180,12 @@ impl TargetHealth {
             self.ejected_until_ms.store(0, Ordering::Release);
             self.ejections.store(0, Ordering::Relaxed);
         }
-        self.probing.store(false, Ordering::Release);
     }
 
-    /// Records a failure that says something about the target (connect error, timeout,
-    /// 429/5xx); ejects it when the policy says so. Returns whether this ejected it.
-    pub fn failure(&self, latency: Duration, policy: &EjectionPolicy) -> bool {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    fn record_failure(&self, latency: Duration, policy: &EjectionPolicy, was_probe: bool) -> bool {
         self.observe_latency(latency);
         let in_a_row = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let (requests, failures) = self.count(true, policy.window);
-        let was_probe = self.probing.swap(false, Ordering::AcqRel);
         let by_count = policy.consecutive_failures > 0 && in_a_row >= policy.consecutive_failures;
         let by_rate = policy.error_rate > 0.0
             && requests >= policy.min_requests
@@ -120,12 +196,6 @@ impl TargetHealth {
         } else {
             false
         }
-    }
-
-    /// Ends a request that says nothing about the target's health (a client error).
-    pub fn neutral(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.probing.store(false, Ordering::Release);
     }
 
     fn eject(&self, policy: &EjectionPolicy) {
@@ -206,8 +276,9 @@ mod tests {
     }
 
     fn fail(health: &TargetHealth, policy: &EjectionPolicy) -> bool {
-        health.begin();
-        health.failure(Duration::from_millis(1), policy)
+        health
+            .begin(false)
+            .failure(Duration::from_millis(1), policy)
     }
 
     #[test]
@@ -226,9 +297,25 @@ mod tests {
             Availability::Ejected,
             "only one probe at a time"
         );
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert_eq!(health.claim(), Availability::Healthy);
+    }
+
+    #[test]
+    fn an_abandoned_probe_releases_the_target() {
+        let health = TargetHealth::default();
+        let policy = policy();
+        for _ in 0..3 {
+            fail(&health, &policy);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(health.claim(), Availability::Probe);
+        // The probe's request is dropped (client gone) before any verdict.
+        drop(health.begin(true));
+        assert_eq!(health.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(health.claim(), Availability::Probe, "a new probe may go");
     }
 
     #[test]
@@ -241,7 +328,12 @@ mod tests {
         let first = health.ejected_until_ms.load(Ordering::Relaxed) - health.now_ms();
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(health.claim(), Availability::Probe);
-        assert!(fail(&health, &policy), "a failed probe ejects again");
+        assert!(
+            health
+                .begin(true)
+                .failure(Duration::from_millis(1), &policy),
+            "a failed probe ejects again"
+        );
         let second = health.ejected_until_ms.load(Ordering::Relaxed) - health.now_ms();
         assert!(second > first + 20, "{first} then {second}");
     }
@@ -252,8 +344,9 @@ mod tests {
         let policy = policy();
         fail(&health, &policy);
         fail(&health, &policy);
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert!(!fail(&health, &policy));
         assert_eq!(health.claim(), Availability::Healthy);
     }
@@ -267,11 +360,13 @@ mod tests {
             min_requests: 4,
             ..policy()
         };
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert!(!fail(&health, &policy));
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert!(fail(&health, &policy), "2 of 4 failed");
     }
 
@@ -285,13 +380,15 @@ mod tests {
             window: Duration::from_millis(50),
             ..policy()
         };
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert!(!fail(&health, &policy));
         // Let the window pass: the next two requests start a fresh count of two.
         std::thread::sleep(Duration::from_millis(60));
-        health.begin();
-        health.success(Duration::from_millis(1), &policy);
+        health
+            .begin(false)
+            .success(Duration::from_millis(1), &policy);
         assert!(
             !fail(&health, &policy),
             "2 of 2 in the new window is below min_requests"
@@ -302,11 +399,13 @@ mod tests {
     #[test]
     fn peak_ewma_takes_slow_samples_at_once() {
         let health = TargetHealth::default();
-        health.begin();
-        health.success(Duration::from_millis(10), &policy());
+        health
+            .begin(false)
+            .success(Duration::from_millis(10), &policy());
         let fast = health.load_cost();
-        health.begin();
-        health.success(Duration::from_millis(100), &policy());
+        health
+            .begin(false)
+            .success(Duration::from_millis(100), &policy());
         assert!(health.load_cost() >= fast * 9.0);
     }
 }
