@@ -1,6 +1,5 @@
-//! Floodgate's ledger (`cluster` crate). Today it holds the ledger's pure logic; the Raft
-//! wiring (type config, gRPC transport, ledger server, the edges' client) comes next and
-//! will drive this logic from openraft's state machine in the `store` crate.
+//! Floodgate's ledger (`cluster` crate): the ledger's pure logic and the Raft group that
+//! replicates it over gRPC (openraft, with the `store` crate's sled storage).
 //!
 //! Module map:
 //!
@@ -12,11 +11,18 @@
 //! * [`secrets`]: envelope encryption (AES-256-GCM) of provider credentials under a
 //!   versioned key-encryption key, done before a credential enters a command; masking.
 //!
-//! This crate touches no disk and no network. A Raft log entry's payload is a
+//! * [`consensus`]: the Raft wiring: type config, `Application` impl, gRPC network and
+//!   services (`floodgate-proto`), forwarding of writes to the leader, and [`LedgerNode`],
+//!   one running member.
+//!
+//! [`ledger`] and [`secrets`] touch no disk and no network; [`consensus`] does both. A Raft
+//! log entry's payload is a
 //! [`Proposal`] (a command stamped with the leader's clock); the store's state machine
 //! folds entries with [`apply_proposal`] and snapshots the serialized [`LedgerState`].
 
+pub mod consensus;
 pub mod ledger;
 pub mod secrets;
 
+pub use consensus::{LedgerNode, LedgerNodeConfig};
 pub use ledger::{Command, LedgerError, LedgerState, Outcome, Proposal, apply, apply_proposal};

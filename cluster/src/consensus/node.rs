@@ -1,0 +1,156 @@
+//! [`LedgerNode`]: one running ledger member: its sled store, its openraft `Raft`, and a
+//! tonic server with the `RaftService` and `LedgerService` on one address.
+//!
+//! Life of a member: [`LedgerNode::start`] opens the data dir (resuming whatever log,
+//! vote and snapshot it holds), binds the listen address (port 0 is fine: read the bound
+//! address with [`LedgerNode::addr`]) and starts Raft and the server. A brand-new cluster is
+//! formed once, on one member, with [`LedgerNode::initialize`]; later members join as
+//! learners and are promoted through the admin API. [`LedgerNode::shutdown`] stops Raft
+//! first (no more log writes), then the server, and releases the data dir so the member can
+//! be started again from it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_proto::v1::ledger_service_server::LedgerServiceServer;
+use floodgate_proto::v1::raft_service_server::RaftServiceServer;
+use openraft::BasicNode;
+use openraft::Raft;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use super::Channels;
+use super::LedgerHandle;
+use super::LedgerNodeError;
+use super::NodeId;
+use super::TypeConfig;
+use super::network::GrpcNetworkFactory;
+use super::server::LedgerGrpc;
+use super::server::RaftGrpc;
+use crate::LedgerState;
+
+/// How long [`LedgerNode::shutdown`] lets open gRPC calls drain before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What a member needs to start.
+#[derive(Debug, Clone)]
+pub struct LedgerNodeConfig {
+    /// The member's id, unique in the cluster and stable across restarts.
+    pub id: NodeId,
+    /// The sled data dir (created if missing; locked while the member runs).
+    pub data_dir: PathBuf,
+    /// The gRPC listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// openraft's config (election and heartbeat timing, snapshot and purge policy);
+    /// validated at start.
+    pub raft: openraft::Config,
+    /// How long connecting to a peer may take.
+    pub connect_timeout: Duration,
+}
+
+/// A running ledger member.
+pub struct LedgerNode {
+    handle: LedgerHandle,
+    addr: SocketAddr,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl LedgerNode {
+    /// Opens the store, binds the address and starts Raft and the gRPC server.
+    pub async fn start(config: LedgerNodeConfig) -> Result<Self, LedgerNodeError> {
+        let raft_config = Arc::new(config.raft.validate()?);
+        let (log, state_machine) = floodgate_store::raft::open::<TypeConfig, LedgerState>(
+            &config.data_dir,
+        )
+        .map_err(|source| LedgerNodeError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let reader = state_machine.reader();
+        let bind_error = |source| LedgerNodeError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let channels = Channels::new(config.connect_timeout);
+        let network = GrpcNetworkFactory::new(config.id, channels.clone());
+        let raft = Raft::new(config.id, raft_config, network, log, state_machine).await?;
+        let handle = LedgerHandle::new(config.id, raft.clone(), reader, channels);
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let router = Server::builder()
+            .add_service(RaftServiceServer::new(RaftGrpc::new(raft)))
+            .add_service(LedgerServiceServer::new(LedgerGrpc::new(handle.clone())));
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+        }));
+        tracing::info!(id = config.id, %addr, "ledger member started");
+        Ok(Self {
+            handle,
+            addr,
+            stop_server: Some(stop_server),
+            server,
+        })
+    }
+
+    /// Forms a new cluster with these voters (id → gRPC `host:port`), once, on one member.
+    /// Fails if this member already belongs to a cluster.
+    pub async fn initialize(
+        &self,
+        voters: BTreeMap<NodeId, String>,
+    ) -> Result<(), LedgerNodeError> {
+        let members: BTreeMap<NodeId, BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        self.handle.raft().initialize(members).await?;
+        Ok(())
+    }
+
+    /// The member's id.
+    pub fn id(&self) -> NodeId {
+        self.handle.id()
+    }
+
+    /// The bound gRPC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The member's client operations (propose, membership, reads).
+    pub fn handle(&self) -> &LedgerHandle {
+        &self.handle
+    }
+
+    /// Stops Raft, then the gRPC server (open calls get [`SHUTDOWN_GRACE`] to finish), and
+    /// releases the data dir.
+    pub async fn shutdown(mut self) -> Result<(), LedgerNodeError> {
+        let raft_result = self.handle.raft().shutdown().await;
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(Ok(served)) => served.map_err(LedgerNodeError::Serve),
+            Ok(Err(join)) => Err(LedgerNodeError::Shutdown(join.to_string())),
+            Err(_elapsed) => {
+                self.server.abort();
+                // Wait for the aborted task, so the services (and their store handles) are
+                // dropped before this returns.
+                let _ = (&mut self.server).await;
+                Ok(())
+            }
+        };
+        tracing::info!(id = self.handle.id(), "ledger member stopped");
+        raft_result.map_err(|join| LedgerNodeError::Shutdown(join.to_string()))?;
+        served
+    }
+}
