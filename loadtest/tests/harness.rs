@@ -1,0 +1,221 @@
+//! The harness tested against its own mock upstream, in process on port 0: coordinated-omission
+//! correction against a synthetic stall, the open loop's request count, and the mock's
+//! ground-truth counters matching what the load generator saw.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_loadtest::load::{Mode, RunConfig, run};
+use floodgate_loadtest::spec::Stall;
+use floodgate_loadtest::upstream::{PROMPT_TOKENS, StatsSnapshot, Upstream, UpstreamConfig};
+
+/// Starts the mock on `127.0.0.1:0`; it stops when the test's runtime ends.
+async fn start_upstream(config: UpstreamConfig) -> (Arc<Upstream>, SocketAddr) {
+    floodgate_loadtest::install_crypto_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = Upstream::new(config);
+    tokio::spawn(Arc::clone(&upstream).serve(listener, std::future::pending()));
+    (upstream, addr)
+}
+
+fn open_loop(addr: SocketAddr, rate: f64, connections: usize, duration: Duration) -> RunConfig {
+    RunConfig {
+        urls: vec![format!("http://{addr}/v1")],
+        mode: Mode::Open { rate, connections },
+        duration,
+        warmup: Duration::ZERO,
+        stream: false,
+        model: "chat".to_owned(),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// One connection at 200 req/s for 1.5 s; the mock stalls every request arriving in a 200 ms
+/// window. About 40 requests are *scheduled* inside the stall and wait behind it, so the
+/// latency from the intended send time must show it at p99, while the naive service time sees
+/// only the one request that was in flight and stays low at p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_latency_reflects_a_stall_that_service_time_hides() {
+    let (_upstream, addr) = start_upstream(UpstreamConfig {
+        stall: Some(Stall {
+            at: Duration::from_millis(500),
+            length: Duration::from_millis(200),
+        }),
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let report = run(open_loop(addr, 200.0, 1, Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    println!("{report}");
+    assert_eq!(report.errors(), 0);
+    // The stalled request itself is seen by both measures.
+    assert!(report.service_time.max_us >= 150_000, "{report:?}");
+    assert!(report.latency.max_us >= 150_000, "{report:?}");
+    // ~13% of the requests queued behind the stall: the corrected p99 shows it ...
+    assert!(report.latency.p99_us >= 150_000, "{report:?}");
+    assert!(report.latency.p90_us >= 20_000, "{report:?}");
+    // ... the naive service time (one stalled request out of 300) does not.
+    assert!(report.service_time.p99_us < 100_000, "{report:?}");
+    assert!(report.service_time.p90_us < 20_000, "{report:?}");
+}
+
+/// A short open loop sends what the schedule says (rate × duration), all successfully, and
+/// the mock served exactly that many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_the_scheduled_number_of_requests() {
+    let (upstream, addr) = start_upstream(UpstreamConfig::default()).await;
+    let report = run(open_loop(addr, 300.0, 16, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    println!("{report}");
+    assert_eq!(report.errors(), 0, "{report:?}");
+    assert!(report.requests.abs_diff(300) <= 3, "{report:?}");
+    assert_eq!(report.latency.count, report.ok);
+    assert_eq!(upstream.stats().requests, report.requests);
+    assert!(report.throughput_rps > 250.0 && report.throughput_rps < 330.0);
+}
+
+/// Streams in a closed loop against a mock that injects 429s and 500s: `GET /__stats`
+/// accounts for every request the generator saw, by outcome, with the tokens of each success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_endpoint_counts_what_was_served() {
+    let (_upstream, addr) = start_upstream(UpstreamConfig {
+        error_rate: 0.1,
+        throttle_rate: 0.1,
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let mut config = open_loop(addr, 1.0, 1, Duration::from_millis(500));
+    config.mode = Mode::Closed { concurrency: 4 };
+    config.stream = true;
+    let report = run(config).await.unwrap();
+    println!("{report}");
+
+    let stats: StatsSnapshot = reqwest::get(format!("http://{addr}/__stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(report.requests > 20, "{report:?}");
+    assert_eq!(report.transport_errors, 0);
+    assert_eq!(stats.requests, report.requests);
+    assert_eq!(stats.completed, report.ok);
+    assert_eq!(stats.streams, report.ok);
+    let status = |code| report.status_errors.get(&code).copied().unwrap_or(0);
+    assert_eq!(stats.injected_429, status(429));
+    assert_eq!(stats.injected_500, status(500));
+    assert!(stats.injected_429 + stats.injected_500 > 0, "{stats:?}");
+    assert_eq!(stats.prompt_tokens, report.ok * PROMPT_TOKENS);
+    assert_eq!(stats.completion_tokens, report.ok * 8);
+    assert_eq!(report.ttft.map(|t| t.count), Some(report.ok));
+}
+
+/// The stream speaks OpenAI's SSE format: role first, content chunks, a finish chunk, the
+/// usage chunk when asked for, then `[DONE]`; the JSON answer carries the same usage.
+#[tokio::test]
+async fn responses_follow_the_openai_wire_format() {
+    let (_upstream, addr) = start_upstream(UpstreamConfig {
+        stream_chunks: 3,
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let body = |extra: &str| format!(r#"{{"model":"m","messages":[]{extra}}}"#);
+
+    let json: serde_json::Value = client
+        .post(&url)
+        .body(body(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["usage"]["completion_tokens"], 3);
+    assert_eq!(json["choices"][0]["message"]["content"], "tok tok tok ");
+
+    let sse = |extra: &'static str| {
+        let request = client.post(&url).body(body(extra));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let with_usage = sse(r#","stream":true,"stream_options":{"include_usage":true}"#).await;
+    let frames: Vec<&str> = with_usage
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(frames.len(), 6, "{with_usage}");
+    let chunk = |i: usize| serde_json::from_str::<serde_json::Value>(frames[i]).unwrap();
+    assert_eq!(chunk(0)["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(chunk(3)["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunk(4)["usage"]["total_tokens"], PROMPT_TOKENS + 3);
+    assert_eq!(frames[5], "[DONE]");
+
+    let without_usage = sse(r#","stream":true"#).await;
+    assert!(!without_usage.contains("usage"), "{without_usage}");
+    assert!(without_usage.ends_with("data: [DONE]\n\n"));
+
+    let bad = client.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+/// The real binary: `run` against the in-process mock prints the table and writes a JSON
+/// report that parses back; a bad value fails before any load is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_a_json_report() {
+    let (upstream, addr) = start_upstream(UpstreamConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_floodgate-loadtest"))
+        .args([
+            "run",
+            "--url",
+            &format!("http://{addr}/v1"),
+            "--rate",
+            "100",
+        ])
+        .args(["--duration", "300ms", "--json"])
+        .arg(&json)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("latency (from intended send)"), "{table}");
+    let report: floodgate_loadtest::report::Report =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report.mode, "open");
+    assert_eq!(report.requests, 30);
+    assert_eq!(report.errors(), 0);
+    assert_eq!(upstream.stats().requests, 30);
+
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_floodgate-loadtest"))
+        .args(["run", "--url", &format!("http://{addr}/v1"), "--rate", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rate"));
+    assert_eq!(upstream.stats().requests, 30);
+}
+
+/// Requests alternate over the given URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_round_robin_over_urls() {
+    let (first, a) = start_upstream(UpstreamConfig::default()).await;
+    let (second, b) = start_upstream(UpstreamConfig::default()).await;
+    let mut config = open_loop(a, 200.0, 4, Duration::from_millis(500));
+    config.urls.push(format!("http://{b}/v1/"));
+    let report = run(config).await.unwrap();
+    assert_eq!(report.requests, 100, "{report:?}");
+    assert_eq!(report.errors(), 0, "{report:?}");
+    assert_eq!(first.stats().requests, 50);
+    assert_eq!(second.stats().requests, 50);
+}
