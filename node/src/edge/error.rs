@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::providers::{ProviderError, UpstreamError};
+use crate::providers::{ProviderError, UpstreamError, anthropic_error_type, google_status_name};
 
 /// Stable error codes: part of the API, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,13 +256,14 @@ impl ApiError {
                     .as_deref()
                     .and_then(|d| d.upstream.as_ref())
                     .and_then(|(kind, _)| kind.clone());
-                let kind = upstream_type.unwrap_or_else(|| anthropic_type(self.status).to_owned());
+                let kind =
+                    upstream_type.unwrap_or_else(|| anthropic_error_type(self.status).to_owned());
                 json!({"type": "error", "error": {"type": kind, "message": self.message}})
             }
             ErrorShape::Google => json!({"error": {
                 "code": self.status.as_u16(),
                 "message": self.message,
-                "status": google_status(self.status),
+                "status": google_status_name(self.status),
             }}),
         }
     }
@@ -288,37 +289,6 @@ impl ApiError {
             ErrorShape::OpenAi | ErrorShape::Google => format!("data: {body}\n\n"),
         };
         bytes::Bytes::from(frame)
-    }
-}
-
-/// Anthropic's error `type` for a status.
-fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        500..=599 => "api_error",
-        _ => "invalid_request_error",
-    }
-}
-
-/// Google's canonical status name for an HTTP status.
-fn google_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 | 413 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        502 | 503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
     }
 }
 

@@ -30,7 +30,9 @@ use serde_json::{Map, Value};
 pub use anthropic::AnthropicProvider;
 pub use bedrock::BedrockProvider;
 pub use cohere::CohereProvider;
-pub use error::{ProviderError, TimeoutPhase, UpstreamError};
+pub use error::{
+    ProviderError, TimeoutPhase, UpstreamError, anthropic_error_type, google_status_name,
+};
 pub use gemini::GeminiProvider;
 pub use kind::ProviderKind;
 pub use mock::MockProvider;

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Behaviour, tokens, words};
+use super::{Behaviour, delay_or_fail, mock_error, tokens, words};
 use crate::providers::{
-    Completion, EventStream, ProviderError, ProviderRequest, StreamEvent, UpstreamError,
+    Completion, EventStream, ProviderError, ProviderRequest, StreamEvent, anthropic_error_type,
 };
 use crate::usage::Usage;
 
@@ -86,37 +86,7 @@ fn plan(request: &ProviderRequest<'_>) -> Plan {
 
 /// An Anthropic error for `error-<status>` models.
 fn error_for(status: StatusCode) -> ProviderError {
-    let error_type = match status.as_u16() {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        500..=599 => "api_error",
-        _ => "invalid_request_error",
-    };
-    ProviderError::Status(Box::new(UpstreamError {
-        status,
-        message: format!("mock provider error {}", status.as_u16()),
-        error_type: Some(error_type.to_owned()),
-        code: None,
-        param: None,
-        retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| http::HeaderValue::from_static("1")),
-    }))
-}
-
-async fn delay_or_fail(behaviour: Behaviour) -> Result<(), ProviderError> {
-    match behaviour {
-        Behaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            Ok(())
-        }
-        Behaviour::Error(status) => Err(error_for(status)),
-        Behaviour::Echo | Behaviour::Chunks(_) => Ok(()),
-    }
+    mock_error(status, anthropic_error_type(status), None)
 }
 
 fn usage_json(usage: Usage) -> Value {
@@ -135,7 +105,7 @@ fn message_id() -> String {
 /// A complete native answer.
 pub(super) async fn complete(request: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
     let plan = plan(&request);
-    delay_or_fail(plan.behaviour).await?;
+    delay_or_fail(plan.behaviour, error_for).await?;
     let body = json!({
         "id": message_id(),
         "type": "message",
@@ -166,7 +136,7 @@ fn frame(event: &str, data: &Value) -> Result<StreamEvent, ProviderError> {
 /// A native Messages stream.
 pub(super) async fn stream(request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
     let plan = plan(&request);
-    delay_or_fail(plan.behaviour).await?;
+    delay_or_fail(plan.behaviour, error_for).await?;
     let mut start_usage = usage_json(plan.usage);
     start_usage["output_tokens"] = json!(1);
     let message = json!({

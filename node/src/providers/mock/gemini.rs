@@ -13,9 +13,10 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Behaviour, tokens, words};
+use super::{Behaviour, delay_or_fail, mock_error, tokens, words};
 use crate::providers::{
-    Completion, EventStream, ProviderError, ProviderRequest, StreamEvent, UpstreamError, data_frame,
+    Completion, EventStream, ProviderError, ProviderRequest, StreamEvent, data_frame,
+    google_status_name,
 };
 use crate::usage::Usage;
 
@@ -91,36 +92,7 @@ fn plan(request: &ProviderRequest<'_>) -> Plan {
 
 /// A Google-style error for `status` (the gateway renders it in Google's shape).
 fn error_for(status: StatusCode) -> ProviderError {
-    let name = match status.as_u16() {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        429 => "RESOURCE_EXHAUSTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    };
-    ProviderError::Status(Box::new(UpstreamError {
-        status,
-        message: format!("mock provider error {}", status.as_u16()),
-        error_type: Some(name.to_owned()),
-        code: None,
-        param: None,
-        retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| http::HeaderValue::from_static("1")),
-    }))
-}
-
-async fn delay_or_fail(behaviour: Behaviour) -> Result<(), ProviderError> {
-    match behaviour {
-        Behaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            Ok(())
-        }
-        Behaviour::Error(status) => Err(error_for(status)),
-        Behaviour::Echo | Behaviour::Chunks(_) => Ok(()),
-    }
+    mock_error(status, google_status_name(status), None)
 }
 
 fn usage_metadata(input: u64, output: u64) -> Value {
@@ -138,7 +110,7 @@ fn response_id() -> String {
 /// A complete native answer.
 pub(super) async fn complete(request: ProviderRequest<'_>) -> Result<Completion, ProviderError> {
     let plan = plan(&request);
-    delay_or_fail(plan.behaviour).await?;
+    delay_or_fail(plan.behaviour, error_for).await?;
     let body = json!({
         "candidates": [{
             "content": {"parts": [{"text": plan.words.join(" ")}], "role": "model"},
@@ -163,7 +135,7 @@ pub(super) async fn complete(request: ProviderRequest<'_>) -> Result<Completion,
 /// A native SSE stream: one event per word, the last with `finishReason`.
 pub(super) async fn stream(request: ProviderRequest<'_>) -> Result<EventStream, ProviderError> {
     let plan = plan(&request);
-    delay_or_fail(plan.behaviour).await?;
+    delay_or_fail(plan.behaviour, error_for).await?;
     let id = response_id();
     let count = plan.words.len();
     let input = plan.usage.input_tokens;

@@ -171,6 +171,21 @@ fn words(behaviour: Behaviour, prompt: &str) -> Vec<String> {
     }
 }
 
+/// The error an `error-<status>` model answers with, in a dialect's `error_type` and
+/// `code`; 429s carry `Retry-After: 1`.
+fn mock_error(status: StatusCode, error_type: &str, code: Option<&str>) -> ProviderError {
+    ProviderError::Status(Box::new(UpstreamError {
+        status,
+        message: format!("mock provider error {}", status.as_u16()),
+        error_type: Some(error_type.to_owned()),
+        code: code.map(str::to_owned),
+        param: None,
+        retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| http::HeaderValue::from_static("1")),
+    }))
+}
+
+/// An OpenAI-style mock error.
 fn error_for(status: StatusCode) -> ProviderError {
     let (error_type, code) = match status.as_u16() {
         400 => ("invalid_request_error", "invalid_request"),
@@ -180,15 +195,7 @@ fn error_for(status: StatusCode) -> ProviderError {
         429 => ("requests", "rate_limit_exceeded"),
         _ => ("server_error", "mock_error"),
     };
-    ProviderError::Status(Box::new(UpstreamError {
-        status,
-        message: format!("mock provider error {}", status.as_u16()),
-        error_type: Some(error_type.to_owned()),
-        code: Some(code.to_owned()),
-        param: None,
-        retry_after: (status == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| http::HeaderValue::from_static("1")),
-    }))
+    mock_error(status, error_type, Some(code))
 }
 
 fn now_secs() -> u64 {
@@ -322,13 +329,17 @@ fn plan(request: &ProviderRequest<'_>, op: MockOp) -> (Behaviour, Vec<String>, U
     (behaviour, words, usage)
 }
 
-async fn delay_or_fail(behaviour: Behaviour) -> Result<(), ProviderError> {
+/// Waits for `slow-<ms>` models and fails `error-<status>` ones with `error`'s dialect.
+async fn delay_or_fail(
+    behaviour: Behaviour,
+    error: fn(StatusCode) -> ProviderError,
+) -> Result<(), ProviderError> {
     match behaviour {
         Behaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
             Ok(())
         }
-        Behaviour::Error(status) => Err(error_for(status)),
+        Behaviour::Error(status) => Err(error(status)),
         Behaviour::Echo | Behaviour::Chunks(_) => Ok(()),
     }
 }
@@ -343,7 +354,7 @@ impl Provider for MockProvider {
         }
         let op = MockOp::of(request.op)?;
         let (behaviour, words, usage) = plan(&request, op);
-        delay_or_fail(behaviour).await?;
+        delay_or_fail(behaviour, error_for).await?;
         let text = words.join(" ");
         let body = completion_body(op, &request.target.model, &request.body, &text, usage);
         let Value::Object(body) = body else {
@@ -368,7 +379,7 @@ impl Provider for MockProvider {
             ));
         }
         let (behaviour, words, usage) = plan(&request, op);
-        delay_or_fail(behaviour).await?;
+        delay_or_fail(behaviour, error_for).await?;
         let id = format!("chatcmpl-mock-{}", uuid::Uuid::now_v7().simple());
         let model = request.target.model.clone();
         let created = now_secs();
