@@ -32,11 +32,10 @@
 //! | `golden`          | answers `fixtures/bedrock/converse_response.json`               |
 //! | `throttled`       | 429 `ThrottlingException`                                        |
 //! | `invalid`         | 400 `ValidationException`                                        |
-//! | `hold`            | waits for [`BedrockUpstream::release`]: Converse after one delta, Messages before `message_stop` |
+//! | `hold`            | holds the stream open until the reader goes away: Converse after one delta, Messages before `message_stop` |
 //! | `midstream`       | streams one delta, then a `throttlingException` message         |
 //! | `leak`            | 403 whose message repeats the presented key or session token    |
 //! | `ttl-split`       | cache writes of [`TTL_SPLIT_WRITES`] split by lifetime: Converse `cacheDetails`, Anthropic `cache_creation` |
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,7 +52,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 /// The region the mock serves.
 pub const REGION: &str = "us-east-1";
@@ -107,8 +105,6 @@ pub struct Seen {
 struct Shared {
     addr: Mutex<String>,
     seen: Mutex<Vec<Seen>>,
-    release: Notify,
-    released: std::sync::atomic::AtomicBool,
     streams_dropped: AtomicUsize,
     streams_finished: AtomicUsize,
 }
@@ -139,12 +135,6 @@ impl BedrockUpstream {
     /// Every request received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
-    }
-
-    /// Lets `hold` streams finish, now and from then on.
-    pub fn release(&self) {
-        self.shared.released.store(true, Ordering::SeqCst);
-        self.shared.release.notify_waiters();
     }
 
     /// Streams whose reader went away before the end.
@@ -820,20 +810,6 @@ fn messages_stream(shared: Arc<Shared>, model: &str) -> Response {
     response
 }
 
-/// Waits until [`BedrockUpstream::release`] was called, with no lost wake-up: the waiter is
-/// registered before the flag is read.
-async fn wait_for_release(shared: &Shared) {
-    loop {
-        let notified = shared.release.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if shared.released.load(Ordering::SeqCst) {
-            return;
-        }
-        notified.await;
-    }
-}
-
 /// Counts a stream as finished or dropped.
 struct StreamGuard {
     shared: Arc<Shared>,
@@ -860,11 +836,13 @@ fn event_stream(
     content_type: &str,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let release = shared.clone();
     tokio::spawn(async move {
         for (n, frame) in frames.into_iter().enumerate() {
             if pause_after == Some(n) {
-                wait_for_release(&release).await;
+                {
+                    tx.closed().await;
+                    return;
+                }
             }
             if tx.send(frame).await.is_err() {
                 return;

@@ -1,13 +1,10 @@
 //! Gateway keys: how clients present them, what a wrong or missing key gets, per-key endpoint
 //! restrictions, the key id in usage records, and that neither the gateway key nor a client's
 //! provider key ever reaches the upstream unless the target says so.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::common::upstream::{Seen, UPSTREAM_KEY, Upstream};
+use crate::common::{Reply, TestGateway, client, send};
 use base64::Engine;
-use common::upstream::{Seen, UPSTREAM_KEY, Upstream};
-use common::{Reply, TestGateway, client, send};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

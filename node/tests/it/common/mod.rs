@@ -1,6 +1,5 @@
 //! Shared test support: a real edge started in process on `127.0.0.1:0`, a usage sink that
 //! keeps records for assertions, and condition waits with deadlines (never bare sleeps).
-#![allow(dead_code)]
 
 pub mod anthropic_upstream;
 pub mod bedrock_upstream;

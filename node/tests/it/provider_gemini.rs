@@ -6,17 +6,14 @@
 //! `RESOURCE_EXHAUSTED` with `Retry-After` and a retry, 500, 503, mid-stream errors), safety
 //! blocks, and the native passthrough `POST /gateway/gemini/v1beta/models/{endpoint}:…`
 //! (both methods, `?key=` gateway auth, Google-shaped errors), also on the built-in mock.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::gemini_upstream::{
+use crate::common::gemini_upstream::{
     CACHED, GEMINI_KEY, GeminiUpstream, OUTPUT, PIECES, PROMPT, THOUGHTS,
 };
-use common::{Reply, TestGateway, client, send, wait_until, within};
+use crate::common::{Reply, TestGateway, client, send, wait_until, within};
+use base64::Engine;
 use floodgate::usage::RouteKind;
 use serde_json::{Value, json};
 

@@ -4,15 +4,12 @@
 //! disconnects); error mapping (400, 401, 429 with `Retry-After`, 529, mid-stream errors);
 //! the native passthrough `POST /gateway/anthropic/v1/messages`, streamed and not, with
 //! errors in Anthropic's shape; and the built-in mock answering that route natively.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::anthropic_upstream::{
+use crate::common::anthropic_upstream::{
     ANTHROPIC_KEY, AnthropicUpstream, CACHE_CREATION, CACHE_READ, INPUT, OUTPUT, PIECES,
     PROMPT_TOKENS, TTL_SPLIT_WRITES,
 };
-use common::{Reply, TestGateway, client, send, wait_until, within};
+use crate::common::{Reply, TestGateway, client, send, wait_until, within};
 use floodgate::usage::RouteKind;
 use serde_json::{Value, json};
 

@@ -1,12 +1,11 @@
 //! Streaming: SSE forwarded chunk by chunk, usage always captured, client disconnects and
 //! upstream failures mid-stream, the built-in mock's streams, completions streams, and the
 //! total timeout applied to a stream.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::upstream::{CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client, wait_until, within};
+use crate::common::upstream::{
+    CACHED_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS, UPSTREAM_KEY, Upstream,
+};
+use crate::common::{TestGateway, client, wait_until, within};
 use serde_json::{Value, json};
 
 /// One endpoint of a test config: name, kind, upstream model, extra YAML lines (indented

@@ -4,12 +4,10 @@
 //! status and body the client gets, what reached the upstream (path, query, the target's
 //! model in place of the endpoint name, the upstream key in place of the gateway key), and —
 //! where it matters — the usage record.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::upstream::{self, Seen, UPSTREAM_KEY, Upstream};
-use common::{Reply, TestGateway, client, send};
+use crate::common;
+use crate::common::upstream::{self, Seen, UPSTREAM_KEY, Upstream};
+use crate::common::{Reply, TestGateway, client, send};
 use floodgate::usage::RouteKind;
 use serde_json::{Value, json};
 

@@ -2,9 +2,6 @@
 //! `config::watch::watch` applying each change to the running gateway. Every wait is on an
 //! observable condition (the config generation, a log line, the upstream's request count)
 //! with a deadline.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::upstream::Upstream;
-use common::{TestGateway, client, wait_until, within};
+use crate::common;
+use crate::common::upstream::Upstream;
+use crate::common::{TestGateway, client, wait_until, within};
 use floodgate::config::{self, Mode};
 use futures::StreamExt;
 use serde_json::{Value, json};

@@ -3,15 +3,13 @@
 //! retry budget, outlier ejection and recovery, per-target and idle timeouts (connect
 //! timeouts per target and per endpoint, against an address that never answers), and the
 //! attempts listed in the usage record.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{BlackHole, TestGateway, client, send, wait_until};
+use crate::common;
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{BlackHole, TestGateway, client, send, wait_until};
 use serde_json::{Value, json};
 
 /// One OpenAI target on `upstream` serving `model`, as a YAML flow mapping.

@@ -1,13 +1,10 @@
 //! Graceful shutdown: in-flight requests and streams finish, new connections are refused,
 //! and the grace period bounds how long a stuck stream can hold shutdown up.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client, wait_until, within};
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{TestGateway, client, wait_until, within};
 use serde_json::json;
 
 fn yaml(upstream: &Upstream, grace: &str) -> String {

@@ -2,15 +2,12 @@
 //! (`common::cohere_upstream`, which refuses requests that are not Cohere's): chat JSON and
 //! streams with tools, embeddings, exact usage records (JSON, stream, client disconnect)
 //! and the mapping of Cohere's errors.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::cohere_upstream::{
+use crate::common::cohere_upstream::{
     COHERE_KEY, CohereUpstream, EMBED_TOKENS_PER_TEXT, TEXT_ANSWER, TEXT_BILLED, TEXT_TOKENS,
     TOOL_BILLED,
 };
-use common::{Reply, TestGateway, client, send, wait_until, within};
+use crate::common::{Reply, TestGateway, client, send, wait_until, within};
 use serde_json::{Map, Value, json};
 
 /// A gateway with `chat`, `embeddings` and `text` (completions) endpoints on the mock

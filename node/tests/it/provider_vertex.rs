@@ -2,24 +2,21 @@
 //! verifies the RS256 assertion as Google's does), the token cached across requests, and
 //! Gemini and Claude publisher models called at their Vertex URLs in their own wire
 //! formats, translated to and from OpenAI's.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::common::{TestGateway, client, send};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use common::{TestGateway, client, send};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-const PRIVATE_KEY: &str = include_str!("fixtures/vertex/test-key.pem");
-const PUBLIC_KEY: &str = include_str!("fixtures/vertex/test-key.pub.pem");
+const PRIVATE_KEY: &str = include_str!("../fixtures/vertex/test-key.pem");
+const PUBLIC_KEY: &str = include_str!("../fixtures/vertex/test-key.pub.pem");
 const CLIENT_EMAIL: &str = "floodgate-test@test-project.iam.gserviceaccount.com";
 const PROJECT: &str = "test-project";
 const REGION: &str = "us-central1";

@@ -4,16 +4,13 @@
 //! answer, exact usage and cost in the records (a client that leaves mid-stream included),
 //! Bedrock's errors (throttling, validation, a bad signature, a mid-stream exception), and
 //! Anthropic's Messages API on Bedrock through `/gateway/anthropic/v1/messages`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::bedrock_upstream::{
+use crate::common::bedrock_upstream::{
     ACCESS_KEY_ID, API_KEY, BedrockUpstream, CACHE_READ, CACHE_WRITE, CLAUDE_USAGE, INPUT_TOKENS,
     OUTPUT_TOKENS, PIECES, REQUEST_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, TEMP_ACCESS_KEY_ID,
     TEMP_SECRET_ACCESS_KEY, TTL_SPLIT_WRITES,
 };
-use common::{Reply, TestGateway, client, send, wait_until, within};
+use crate::common::{Reply, TestGateway, client, send, wait_until, within};
 use serde_json::{Value, json};
 
 /// Tokens the gateway records for every Converse answer: input includes the cache.

@@ -1,15 +1,13 @@
 //! Config files: MLflow 2.x gateway YAML served unchanged (chat, completions, embeddings, its
 //! `limit`, Azure, key files), and config errors that name the field, report every problem
 //! at once, and never print an environment-supplied secret.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client, send};
+use crate::common;
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{TestGateway, client, send};
 use floodgate::config::{self, ConfigError, Mode};
 use serde_json::json;
 

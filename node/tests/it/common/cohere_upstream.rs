@@ -20,13 +20,12 @@
 //! | `error-<st>`   | HTTP `<st>` with Cohere's error body (`retry-after: 7` on 429)      |
 //! | `leaky-401`    | `401` whose message echoes the presented key (a hostile upstream)   |
 //! | `gen-error`    | `finish_reason: ERROR` (JSON, or in the stream's `message-end`)     |
-//! | `hold`         | streams up to the first delta, then waits for [`CohereUpstream::release`] |
+//! | `hold`         | streams up to the first delta, then holds the stream open until the reader goes away |
 //! | `cut`          | streams everything but `message-end` and `[DONE]`, then closes      |
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -35,7 +34,6 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::upstream::Seen;
 
@@ -53,9 +51,9 @@ pub const EMBED_TOKENS_PER_TEXT: u64 = 2;
 /// The text of the text answer.
 pub const TEXT_ANSWER: &str = "It is 24°C in Madrid and 28°C in Brasilia.";
 
-const TEXT_STREAM: &str = include_str!("../fixtures/cohere/stream_text.cohere.sse");
-const TOOL_STREAM: &str = include_str!("../fixtures/cohere/stream_tool_call.cohere.sse");
-const TOOL_ANSWER: &str = include_str!("../fixtures/cohere/chat_response.cohere.json");
+const TEXT_STREAM: &str = include_str!("../../fixtures/cohere/stream_text.cohere.sse");
+const TOOL_STREAM: &str = include_str!("../../fixtures/cohere/stream_tool_call.cohere.sse");
+const TOOL_ANSWER: &str = include_str!("../../fixtures/cohere/chat_response.cohere.json");
 
 const CHAT_FIELDS: &[&str] = &[
     "stream",
@@ -96,8 +94,6 @@ const EMBED_FIELDS: &[&str] = &[
 #[derive(Default)]
 struct Shared {
     seen: Mutex<Vec<Seen>>,
-    released: AtomicBool,
-    release: Notify,
     streams_dropped: AtomicUsize,
     streams_finished: AtomicUsize,
 }
@@ -134,12 +130,6 @@ impl CohereUpstream {
     /// Number of requests received.
     pub fn count(&self) -> usize {
         self.shared.seen.lock().unwrap().len()
-    }
-
-    /// Lets `hold` streams continue, now and from then on.
-    pub fn release(&self) {
-        self.shared.released.store(true, Ordering::SeqCst);
-        self.shared.release.notify_waiters();
     }
 
     /// Streams whose client went away before the stream ended.
@@ -451,14 +441,16 @@ fn stream(shared: Arc<Shared>, with_tools: bool, model: &str) -> Response {
             .unwrap_or(0)
     });
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
-    let producer = shared.clone();
     tokio::spawn(async move {
         for (index, event) in events.into_iter().enumerate() {
             if tx.send(event).await.is_err() {
                 return;
             }
             if hold_after == Some(index) {
-                wait_for_release(&producer).await;
+                {
+                    tx.closed().await;
+                    return;
+                }
             }
         }
     });
@@ -482,18 +474,4 @@ fn stream(shared: Arc<Shared>, with_tools: bool, model: &str) -> Response {
         .header("cache-control", "no-cache")
         .body(Body::from_stream(body))
         .unwrap()
-}
-
-/// Waits until [`CohereUpstream::release`] was called, with no lost wake-up: the waiter is
-/// registered before the flag is checked.
-async fn wait_for_release(shared: &Shared) {
-    loop {
-        let notified = shared.release.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if shared.released.load(Ordering::SeqCst) {
-            return;
-        }
-        notified.await;
-    }
 }

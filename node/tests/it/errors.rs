@@ -1,12 +1,9 @@
 //! Every failure is an OpenAI-style JSON error (`{"error":{"message","type","param","code"}}`)
 //! with the right status and a stable code, never a panic or a dropped connection, and leaves
 //! a usage record with that status and error type. Upstream secrets never reach clients.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{TestGateway, client, within};
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{TestGateway, client, within};
 use serde_json::{Value, json};
 
 /// A port nothing listens on.

@@ -22,7 +22,6 @@
 //!
 //! Streaming `/v1/completions` requests are answered as a legacy text-completion SSE stream
 //! (`"object":"text_completion"` chunks, the same usage chunk and `[DONE]`).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;

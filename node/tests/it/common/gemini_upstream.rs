@@ -24,10 +24,9 @@
 //! | `blocked`      | no candidates, `promptFeedback.blockReason: SAFETY`                |
 //! | `unsafe`       | a candidate stopped with `finishReason: SAFETY`, no content        |
 //! | `length`       | `finishReason: MAX_TOKENS`                                         |
-//! | `hold`         | streams one event, then waits for [`GeminiUpstream::release`]      |
+//! | `hold`         | streams one event, then holds the stream open until the reader goes away      |
 //! | `cut`          | streams two events, then closes without a `finishReason`           |
 //! | `overloaded`   | streams one event, then an `{"error":{… 503 UNAVAILABLE}}` event   |
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +37,6 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 /// The key the upstream accepts.
 pub const GEMINI_KEY: &str = "AIzaSyUpstream-secret-0123456789abcdefgh";
@@ -72,8 +70,6 @@ pub struct Seen {
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     violations: Mutex<Vec<String>>,
-    release: Notify,
-    released: AtomicBool,
     streams_dropped: AtomicUsize,
     streams_finished: AtomicUsize,
     busy_once: AtomicBool,
@@ -116,12 +112,6 @@ impl GeminiUpstream {
     /// Every way a request broke the API's rules.
     pub fn violations(&self) -> Vec<String> {
         self.shared.violations.lock().unwrap().clone()
-    }
-
-    /// Lets `hold` streams finish, now and from then on.
-    pub fn release(&self) {
-        self.shared.released.store(true, Ordering::SeqCst);
-        self.shared.release.notify_waiters();
     }
 
     /// Streams whose client went away before the end.
@@ -610,7 +600,6 @@ fn events(model: &str) -> Vec<Value> {
 fn stream(shared: Arc<Shared>, model: &str) -> Response {
     let model = model.to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(16);
-    let producer = shared.clone();
     tokio::spawn(async move {
         for (i, event) in events(&model).into_iter().enumerate() {
             if tx.send(format!("data: {event}\r\n\r\n")).await.is_err() {
@@ -622,15 +611,8 @@ fn stream(shared: Arc<Shared>, model: &str) -> Response {
                 return;
             }
             if i == 0 && model == "hold" {
-                let notified = producer.release.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if !producer.released.load(Ordering::SeqCst) {
-                    tokio::select! {
-                        () = notified => {}
-                        () = tx.closed() => return,
-                    }
-                }
+                tx.closed().await;
+                return;
             }
             if i == 1 && model == "cut" {
                 return;

@@ -18,12 +18,11 @@
 //! | anything       | a normal answer (a `tool_use` block too when tools were given)   |
 //! | `error-<st>`   | HTTP `<st>` with Anthropic's error body (`retry-after: 7` on 429; `overloaded_error` on 529) |
 //! | `leak-key`     | 401 whose message repeats the presented key                      |
-//! | `hold`         | streams `message_start` and one delta, then waits for [`AnthropicUpstream::release`] |
+//! | `hold`         | streams `message_start` and one delta, then holds the stream open until the reader goes away |
 //! | `cut`          | streams two deltas, then closes without `message_stop`           |
 //! | `overloaded`   | streams one delta, then an `event: error` with `overloaded_error` |
 //! | `late-usage`   | `message_start` carries no usage; `message_delta` carries all of it |
 //! | `…ttl-split…`  | a normal answer whose cache writes are [`TTL_SPLIT_WRITES`], split by lifetime in `usage.cache_creation` |
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,7 +33,6 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 /// The key the upstream accepts.
 pub const ANTHROPIC_KEY: &str = "sk-ant-api03-upstream-secret-0123456789";
@@ -72,10 +70,7 @@ pub struct Seen {
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     violations: Mutex<Vec<String>>,
-    release: Notify,
-    released: std::sync::atomic::AtomicBool,
     streams_dropped: AtomicUsize,
-    streams_finished: AtomicUsize,
 }
 
 /// A running mock Anthropic API.
@@ -117,20 +112,9 @@ impl AnthropicUpstream {
         self.shared.violations.lock().unwrap().clone()
     }
 
-    /// Lets `hold` streams finish.
-    pub fn release(&self) {
-        self.shared.released.store(true, Ordering::SeqCst);
-        self.shared.release.notify_waiters();
-    }
-
     /// Streams whose reader went away before the end.
     pub fn streams_dropped(&self) -> usize {
         self.shared.streams_dropped.load(Ordering::SeqCst)
-    }
-
-    /// Streams sent to the end.
-    pub fn streams_finished(&self) -> usize {
-        self.shared.streams_finished.load(Ordering::SeqCst)
     }
 }
 
@@ -309,25 +293,11 @@ fn usage(model: &str, output: u64) -> Value {
     usage
 }
 
-/// Waits for [`AnthropicUpstream::release`] with no lost wake-up: the waiter is registered
-/// before the flag is checked.
-async fn wait_for_release(shared: &Shared) {
-    loop {
-        let notified = shared.release.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if shared.released.load(Ordering::SeqCst) {
-            return;
-        }
-        notified.await;
-    }
-}
-
 fn event(name: &str, data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-/// Counts a stream as finished or dropped when its body is dropped.
+/// Counts a stream as dropped when its body goes away before the end.
 struct StreamGuard {
     shared: Arc<Shared>,
     finished: bool,
@@ -335,18 +305,14 @@ struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let counter = if self.finished {
-            &self.shared.streams_finished
-        } else {
-            &self.shared.streams_dropped
-        };
-        counter.fetch_add(1, Ordering::SeqCst);
+        if !self.finished {
+            self.shared.streams_dropped.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
 fn stream(shared: Arc<Shared>, model: String, tools: bool) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(32);
-    let release = shared.clone();
     tokio::spawn(async move {
         let late = model == "late-usage";
         let start_usage = usage(&model, 1);
@@ -416,7 +382,8 @@ fn stream(shared: Arc<Shared>, model: String, tools: bool) -> Response {
             let sent = deltas_sent(&events[..=i]);
             match model.as_str() {
                 "hold" if sent == 1 && item.contains("text_delta") => {
-                    wait_for_release(&release).await
+                    tx.closed().await;
+                    return;
                 }
                 "cut" if sent == 2 && item.contains("text_delta") => return,
                 "overloaded" if sent == 1 && item.contains("text_delta") => {

@@ -1,9 +1,6 @@
 //! The real `floodgate` binary as an operator runs it: `dev`, `serve --config`, `config
 //! check`, `version`. Output is read by threads into buffers that the tests poll with
 //! deadlines; the process is stopped with SIGTERM through the `kill` command.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -13,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::upstream::{UPSTREAM_KEY, Upstream};
-use common::{DEADLINE, client, wait_until};
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{DEADLINE, client, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
