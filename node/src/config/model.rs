@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use floodgate_cluster::ledger::BudgetSpec;
+
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
@@ -30,6 +32,9 @@ pub struct Config {
     pub endpoints: IndexMap<String, Arc<Endpoint>>,
     /// Prices used to compute each request's cost.
     pub prices: Arc<PriceTable>,
+    /// Budgets and rate limits held by the ledger (empty without one); requests reserve
+    /// from leases on every budget whose scope they match.
+    pub budgets: Arc<[BudgetSpec]>,
 }
 
 impl Config {
@@ -89,6 +94,12 @@ pub struct KeyInfo {
     pub id: String,
     /// Endpoints this key may call; empty means all.
     pub endpoints: Vec<String>,
+    /// The team owning the key (budgets scoped to a team count its requests).
+    pub team: Option<String>,
+    /// The user owning the key.
+    pub user: Option<String>,
+    /// From this instant (Unix ms) the key is refused.
+    pub expires_at: Option<u64>,
 }
 
 /// Request size limits.

@@ -107,6 +107,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
         shutdown_grace,
         endpoints,
         prices: Arc::new(prices),
+        budgets: Arc::from([]),
     })
 }
 
@@ -152,6 +153,9 @@ fn auth(
         let info = KeyInfo {
             id: raw.id,
             endpoints: raw.endpoints,
+            team: None,
+            user: None,
+            expires_at: None,
         };
         if !keys.insert(hash, info) {
             problems.add(format!("{path}.key"), "the same key is listed twice");

@@ -75,6 +75,9 @@ mod tests {
             KeyInfo {
                 id: "team-a".into(),
                 endpoints: vec![],
+                team: None,
+                user: None,
+                expires_at: None,
             },
         );
         Auth::Keys(keys)
