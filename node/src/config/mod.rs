@@ -3,8 +3,10 @@
 //! the typed [`Config`]. Every error names the field path and the problem, and is scrubbed of
 //! any value that came from the environment.
 
+mod budgets;
 mod endpoint;
 mod env;
+pub mod ledger;
 mod mlflow;
 mod model;
 mod raw;
@@ -104,6 +106,14 @@ pub fn load_file(path: &Path, mode: Mode, env: &dyn Env) -> Result<Config, Confi
 
 /// Parses and validates config text.
 pub fn load_str(text: &str, mode: Mode, env: &dyn Env) -> Result<Config, ConfigError> {
+    let (value, secrets) = expand(text, env)?;
+    let parsed = parse(value).and_then(|raw| validate::validate(raw, mode));
+    parsed.map_err(|e| e.scrub(&secrets))
+}
+
+/// YAML text → JSON value with environment references expanded, and the values that came
+/// from the environment (to scrub from errors).
+fn expand(text: &str, env: &dyn Env) -> Result<(Value, Vec<String>), ConfigError> {
     // YAML 1.2 booleans only: `n`, `yes` or `off` stay strings (an endpoint may be named
     // `n`), as no config field is a boolean written any other way.
     let mut options = serde_saphyr::Options::default();
@@ -114,8 +124,7 @@ pub fn load_str(text: &str, mode: Mode, env: &dyn Env) -> Result<Config, ConfigE
         value = Value::Object(Default::default());
     }
     let secrets = env::interpolate(&mut value, env)?;
-    let parsed = parse(value).and_then(|raw| validate::validate(raw, mode));
-    parsed.map_err(|e| e.scrub(&secrets))
+    Ok((value, secrets))
 }
 
 fn parse(value: Value) -> Result<raw::RawConfig, ConfigError> {

@@ -1,7 +1,7 @@
 //! The config file as written: serde types with `deny_unknown_fields`, no checks beyond
 //! shapes. [`validate`](super::validate) turns them into the typed [`Config`](super::Config).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::pricing::RawPrice;
@@ -35,6 +35,83 @@ pub struct RawConfig {
     /// Endpoints, native or MLflow-shaped.
     #[serde(default)]
     pub endpoints: Vec<Value>,
+    /// Teams (owners of keys and budgets; held by the ledger).
+    #[serde(default)]
+    pub teams: Vec<RawTeam>,
+    /// Users (held by the ledger).
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    /// Budgets and rate limits (enforced through the ledger's leases).
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+}
+
+/// A team as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    /// Stable id.
+    pub id: String,
+    /// Display name (defaults to the id).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A user as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    /// Stable id (may be an e-mail address).
+    pub id: String,
+    /// Display name (defaults to the id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The team the user belongs to.
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+/// A budget or rate limit as written: exactly one `limit_*`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Stable id.
+    pub id: String,
+    /// Limit in USD per window (kept as integer micro-dollars).
+    #[serde(default)]
+    pub limit_usd: Option<f64>,
+    /// Limit in requests per window.
+    #[serde(default)]
+    pub limit_requests: Option<u64>,
+    /// Limit in tokens (input plus output) per window.
+    #[serde(default)]
+    pub limit_tokens: Option<u64>,
+    /// `minute`, `hour`, `day`, `week`, `month` (UTC calendar windows) or `total`.
+    pub window: String,
+    /// Which requests count; absent fields match everything.
+    #[serde(default)]
+    pub scope: RawScope,
+    /// `reject` (default) or `alert`.
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// A budget's scope as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    /// Only this endpoint.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Only keys of this team.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Only keys of this user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only this key (by id).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// Authentication mode as written.
@@ -62,6 +139,12 @@ pub struct RawKey {
     /// Endpoints this key may call; empty means all.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// The team owning the key.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The user owning the key.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Request limits as written.
@@ -74,7 +157,7 @@ pub struct RawLimits {
 }
 
 /// Timeouts as written (`10s`, `500ms`).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// Connect timeout.
@@ -92,7 +175,7 @@ pub struct RawTimeouts {
 }
 
 /// A native endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
     /// Endpoint name.
@@ -116,7 +199,7 @@ pub struct RawEndpoint {
 }
 
 /// A native target.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     /// Provider name.
@@ -126,8 +209,8 @@ pub struct RawTarget {
     /// Base URL override.
     #[serde(default)]
     pub api_base: Option<String>,
-    /// Upstream credentials.
-    #[serde(default)]
+    /// Upstream credentials (never serialized: the ledger keeps them sealed, apart).
+    #[serde(default, skip_serializing)]
     pub credentials: RawCredentials,
     /// Traffic weight (default 1).
     #[serde(default)]
@@ -156,7 +239,7 @@ pub struct RawTarget {
 }
 
 /// A per-target price, USD per million tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTargetPrice {
     /// Uncached input tokens.
@@ -202,7 +285,7 @@ pub struct RawCredentials {
 }
 
 /// Azure OpenAI addressing as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAzure {
     /// Deployment name (defaults to the target's model).
@@ -216,7 +299,7 @@ pub struct RawAzure {
 }
 
 /// A fixed-window request limit, named as in MLflow's `limit`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// Calls per period.
@@ -226,7 +309,7 @@ pub struct RawRateLimit {
 }
 
 /// Routing options as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     /// Sticky split: `{header: x-user-id}` or `{body_field: user}`.
@@ -244,7 +327,7 @@ pub struct RawRouting {
 }
 
 /// Sticky key as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSticky {
     /// Header name.
@@ -256,7 +339,7 @@ pub struct RawSticky {
 }
 
 /// Retry policy as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     /// Most attempts, the first included.
@@ -280,7 +363,7 @@ pub struct RawRetry {
 }
 
 /// Ejection policy as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEjection {
     /// Failures in a row that eject.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
+use super::budgets::{budgets, check_people};
 use super::endpoint::endpoint;
 use super::model::{Auth, Config, Endpoint, GatewayKeys, KeyInfo, Limits, Timeouts};
 use super::raw::{RawAuthMode, RawConfig, RawTimeouts};
@@ -30,6 +31,20 @@ pub(super) struct Problems(Vec<ConfigError>);
 impl Problems {
     pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError::field(path, message));
+    }
+
+    /// `Ok` when nothing was found, else the one problem or all of them.
+    pub(super) fn into_result(mut self) -> Result<(), ConfigError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            _ => Err(ConfigError::Many(self.0)),
+        }
+    }
+
+    /// How many problems so far.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 
     pub(super) fn push(&mut self, error: ConfigError) {
@@ -91,6 +106,8 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
     }
 
     let auth = auth(raw.auth, raw.keys, mode, &endpoints, &mut problems);
+    check_people(&raw.teams, &raw.users, &mut problems);
+    let budgets = budgets(&raw.budgets, &mut problems);
 
     if !problems.0.is_empty() {
         return Err(if problems.0.len() == 1 {
@@ -107,7 +124,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
         shutdown_grace,
         endpoints,
         prices: Arc::new(prices),
-        budgets: Arc::from([]),
+        budgets: Arc::from(budgets),
     })
 }
 
@@ -153,8 +170,8 @@ fn auth(
         let info = KeyInfo {
             id: raw.id,
             endpoints: raw.endpoints,
-            team: None,
-            user: None,
+            team: raw.team,
+            user: raw.user,
             expires_at: None,
         };
         if !keys.insert(hash, info) {
@@ -183,7 +200,7 @@ fn auth(
     }
 }
 
-fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+pub(super) fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
         return None;
