@@ -5,10 +5,12 @@
 //! * [`cli`] — the command line (`dev`, `serve`, `config check`, `version`).
 //! * [`config`] — YAML (native or MLflow 2.x) → validated typed config; hot reload.
 //! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming.
+//! * [`follow`] — an edge following the ledger: snapshots → configs swapped in.
 //! * [`providers`] — the provider trait, the OpenAI-compatible client and the mock.
 //! * [`pricing`] — the price table and request cost in integer micro-dollars.
 //! * [`usage`] — the per-request usage record and the sink it leaves through.
 //! * [`server`] — bind, serve, graceful shutdown.
+//! * [`kek`] — this node's key-encryption key (`FLOODGATE_KEK`, or dev's local key file).
 //! * [`http_client`] — the pooled upstream clients (one per connect timeout) and TLS setup.
 //! * [`telemetry`] — logging.
 //! * [`secret`] — strings that never print themselves.
@@ -16,7 +18,9 @@
 pub mod cli;
 pub mod config;
 pub mod edge;
+pub mod follow;
 pub mod http_client;
+pub mod kek;
 pub mod pricing;
 pub mod providers;
 pub mod secret;
