@@ -9,13 +9,13 @@
 //! | kind | `Put` takes | reads show | id |
 //! | --- | --- | --- | --- |
 //! | `endpoint` | [`EndpointSpec`] | the same | `name` |
-//! | `price` | [`PriceEntry`](crate::ledger::PriceEntry) | the same | `provider/model` (`*/model`) |
+//! | `price` | [`PriceEntry`] | the same | `provider/model` (`*/model`) |
 //! | `credential` | plaintext, see below | [`MaskedCredential`](crate::ledger::MaskedCredential) | `name` |
 //! | `key` | an import by hash, see below | [`KeyView`] (no hash) | `id` |
-//! | `team` | [`Team`](crate::ledger::Team) | the same | `id` |
-//! | `user` | [`User`](crate::ledger::User) | the same | `id` |
-//! | `budget` | [`BudgetSpec`](crate::ledger::BudgetSpec) | [`Budget`](crate::ledger::Budget) (spec, usage, leases) | `id` |
-//! | `lease_policy` | [`LeasePolicy`](crate::ledger::LeasePolicy) | the same | ignored (one object; `Delete` restores the default) |
+//! | `team` | [`Team`] | the same | `id` |
+//! | `user` | [`User`] | the same | `id` |
+//! | `budget` | [`BudgetSpec`] | [`Budget`](crate::ledger::Budget) (spec, usage, leases) | `id` |
+//! | `lease_policy` | [`LeasePolicy`] | the same | ignored (one object; `Delete` restores the default) |
 //!
 //! * Credentials: `{"name", "kind": "api_key", "api_key"}`,
 //!   `{"name", "kind": "aws", "access_key_id", "secret_access_key", "session_token"?}` or

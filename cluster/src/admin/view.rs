@@ -1,5 +1,5 @@
 //! What reads show of each kind, straight from a [`LedgerState`]: credentials only as
-//! [`MaskedCredential`]s, gateway keys as [`KeyView`]s (no hash, only the visible prefix),
+//! [`MaskedCredential`](crate::ledger::MaskedCredential)s, gateway keys as [`KeyView`]s (no hash, only the visible prefix),
 //! everything else as the ledger's own serde types. Pure; no I/O.
 
 use serde::Serialize;
