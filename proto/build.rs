@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/floodgate/v1/raft.proto",
         "proto/floodgate/v1/ledger.proto",
+        "proto/floodgate/v1/admin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -14,12 +14,16 @@
 //! * [`consensus`]: the Raft wiring: type config, `Application` impl, gRPC network and
 //!   services (`floodgate-proto`), forwarding of writes to the leader, and [`LedgerNode`],
 //!   one running member.
+//! * [`admin`]: the config admin API ([`admin::Admin`], served as the gRPC
+//!   `ConfigService`): objects as JSON in, one ledger command out, credentials sealed by
+//!   the member before anything is proposed, reads masked.
 //!
 //! [`ledger`] and [`secrets`] touch no disk and no network; [`consensus`] does both. A Raft
 //! log entry's payload is a
 //! [`Proposal`] (a command stamped with the leader's clock); the store's state machine
 //! folds entries with [`apply_proposal`] and snapshots the serialized [`LedgerState`].
 
+pub mod admin;
 pub mod consensus;
 pub mod ledger;
 pub mod secrets;

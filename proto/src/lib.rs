@@ -13,6 +13,9 @@
 //! * `LedgerService` (`ledger.proto`): `Propose` (a serde_json ledger command, answered by
 //!   the leader; followers forward), `Read` (a state summary), and the membership admin
 //!   RPCs `AddLearner`, `ChangeMembership` and `Metrics`.
+//! * `ConfigService` (`admin.proto`): the config admin API over ledger objects carried as
+//!   serde_json (`Put`, `Get`, `List`, `Delete` by kind), `CreateKey` / `RevokeKey` for
+//!   gateway keys, and `Status` (revisions, leader, membership, budget usage).
 
 /// Package `floodgate.v1`.
 pub mod v1 {

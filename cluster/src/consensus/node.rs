@@ -1,5 +1,5 @@
 //! [`LedgerNode`]: one running ledger member: its sled store, its openraft `Raft`, and a
-//! tonic server with the `RaftService` and `LedgerService` on one address.
+//! tonic server with the `RaftService`, `LedgerService` and `ConfigService` on one address.
 //!
 //! Life of a member: [`LedgerNode::start`] opens the data dir (resuming whatever log,
 //! vote and snapshot it holds), binds the listen address (port 0 is fine: read the bound
@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use floodgate_proto::v1::config_service_server::ConfigServiceServer;
 use floodgate_proto::v1::ledger_service_server::LedgerServiceServer;
 use floodgate_proto::v1::raft_service_server::RaftServiceServer;
 use openraft::BasicNode;
@@ -34,6 +35,8 @@ use super::network::GrpcNetworkFactory;
 use super::server::LedgerGrpc;
 use super::server::RaftGrpc;
 use crate::LedgerState;
+use crate::admin::{Admin, ConfigGrpc, EndpointValidator};
+use crate::secrets::Keyring;
 
 /// How long [`LedgerNode::shutdown`] lets open gRPC calls drain before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -52,6 +55,11 @@ pub struct LedgerNodeConfig {
     pub raft: openraft::Config,
     /// How long connecting to a peer may take.
     pub connect_timeout: Duration,
+    /// The key-encryption keys that seal credentials written through this member's
+    /// `ConfigService`; without them credential writes fail with `kek_missing`.
+    pub keyring: Option<Keyring>,
+    /// Checks endpoints written through the `ConfigService` (the edge's validator).
+    pub validator: Option<Arc<dyn EndpointValidator>>,
 }
 
 /// A running ledger member.
@@ -84,10 +92,12 @@ impl LedgerNode {
         let network = GrpcNetworkFactory::new(config.id, channels.clone());
         let raft = Raft::new(config.id, raft_config, network, log, state_machine).await?;
         let handle = LedgerHandle::new(config.id, raft.clone(), reader, channels);
+        let admin = Admin::new(handle.clone(), config.keyring, config.validator);
         let (stop_server, stopped) = oneshot::channel::<()>();
         let router = Server::builder()
             .add_service(RaftServiceServer::new(RaftGrpc::new(raft)))
-            .add_service(LedgerServiceServer::new(LedgerGrpc::new(handle.clone())));
+            .add_service(LedgerServiceServer::new(LedgerGrpc::new(handle.clone())))
+            .add_service(ConfigServiceServer::new(ConfigGrpc::new(admin)));
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             // A dropped sender stops the server too.

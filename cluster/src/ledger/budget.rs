@@ -28,6 +28,17 @@ pub enum Metric {
     Tokens,
 }
 
+impl Metric {
+    /// The config name (`micros`, `requests`, `tokens`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Micros => "micros",
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+        }
+    }
+}
+
 /// What happens at the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +47,16 @@ pub enum Action {
     Reject,
     /// Let traffic through; record the first crossing per window so the webhook fires once.
     Alert,
+}
+
+impl Action {
+    /// The config name (`reject`, `alert`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Alert => "alert",
+        }
+    }
 }
 
 /// Which requests a budget counts. Every field set must match (a combination narrows);
@@ -94,7 +115,8 @@ pub struct BudgetSpec {
     pub limit: u64,
     /// The window.
     pub window: Window,
-    /// Which requests count.
+    /// Which requests count (global when absent).
+    #[serde(default)]
     pub scope: Scope,
     /// What happens at the limit.
     pub action: Action,

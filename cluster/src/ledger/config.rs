@@ -37,10 +37,12 @@ pub struct EndpointSpec {
     pub kind: EndpointKind,
     /// The traffic split: at least one target.
     pub targets: Vec<TargetSpec>,
-    /// Targets tried in order when the split's choice fails.
+    /// Targets tried in order when the split's choice fails (none when absent).
+    #[serde(default)]
     pub fallbacks: Vec<TargetSpec>,
     /// Edge-only endpoint options (`routing`, `rate_limit`, `timeouts`) as JSON text in the
     /// node's raw config shape; empty for none. Stored and replicated, not interpreted.
+    #[serde(default)]
     pub options_json: String,
 }
 
@@ -63,6 +65,7 @@ pub struct TargetSpec {
     pub price: Option<ModelPrice>,
     /// Edge-only target options (`azure`, `organization`, `region`, `project`,
     /// `timeouts`) as JSON text in the node's raw shape; empty for none.
+    #[serde(default)]
     pub options_json: String,
 }
 

@@ -7,10 +7,14 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use floodgate_cluster::admin::EndpointValidator;
 use floodgate_cluster::consensus::Committed;
 use floodgate_cluster::ledger::Team;
+use floodgate_cluster::secrets::Keyring;
 use floodgate_cluster::{Command, LedgerNode, LedgerNodeConfig, LedgerState};
 use floodgate_proto::v1::ledger_service_client::LedgerServiceClient;
 use openraft::RaftMetrics;
@@ -52,6 +56,8 @@ pub fn put_team(id: &str) -> Command {
 /// Members by id, running or stopped.
 pub struct TestCluster {
     raft: openraft::Config,
+    keyring: Option<Keyring>,
+    validator: Option<Arc<dyn EndpointValidator>>,
     dirs: BTreeMap<u64, TempDir>,
     addrs: BTreeMap<u64, SocketAddr>,
     nodes: BTreeMap<u64, LedgerNode>,
@@ -60,8 +66,21 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts members `1..=voters` and forms the cluster on member 1.
     pub async fn start(voters: u64, snapshot_every: Option<u64>) -> Self {
+        Self::start_with(voters, snapshot_every, None, None).await
+    }
+
+    /// Like [`Self::start`], every member with this keyring and endpoint validator for its
+    /// `ConfigService`.
+    pub async fn start_with(
+        voters: u64,
+        snapshot_every: Option<u64>,
+        keyring: Option<Keyring>,
+        validator: Option<Arc<dyn EndpointValidator>>,
+    ) -> Self {
         let mut cluster = Self {
             raft: raft_config(snapshot_every),
+            keyring,
+            validator,
             dirs: BTreeMap::new(),
             addrs: BTreeMap::new(),
             nodes: BTreeMap::new(),
@@ -98,7 +117,19 @@ impl TestCluster {
             listen,
             raft: self.raft.clone(),
             connect_timeout: Duration::from_millis(500),
+            keyring: self.keyring.clone(),
+            validator: self.validator.clone(),
         }
+    }
+
+    /// Member `id`'s data dir (running or stopped).
+    pub fn data_dir(&self, id: u64) -> &Path {
+        self.dirs[&id].path()
+    }
+
+    /// Member `id`'s gRPC address.
+    pub fn addr(&self, id: u64) -> SocketAddr {
+        self.addrs[&id]
     }
 
     /// Shuts member `id` down (its data dir stays).
