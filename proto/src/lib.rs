@@ -11,8 +11,9 @@
 //!   openraft's serde derives are the simplest correct encoding (both ends must run the
 //!   same openraft version).
 //! * `LedgerService` (`ledger.proto`): `Propose` (a serde_json ledger command, answered by
-//!   the leader; followers forward), `Read` (a state summary), and the membership admin
-//!   RPCs `AddLearner`, `ChangeMembership` and `Metrics`.
+//!   the leader; followers forward), `Read` (a state summary), `Watch` (a stream of config
+//!   snapshots, one per config revision), and the membership admin RPCs `AddLearner`,
+//!   `ChangeMembership` and `Metrics`.
 
 /// Package `floodgate.v1`.
 pub mod v1 {
