@@ -12,21 +12,27 @@
 //!   versioned key-encryption key, done before a credential enters a command; masking.
 //!
 //! * [`consensus`]: the Raft wiring: type config, `Application` impl, gRPC network and
-//!   services (`floodgate-proto`), forwarding of writes to the leader, and [`LedgerNode`],
-//!   one running member.
+//!   services (`floodgate-proto`, including the `Watch` stream of config snapshots),
+//!   forwarding of writes to the leader, the leader's lease expiry timer, and
+//!   [`LedgerNode`], one running member.
+//! * [`client`]: [`LedgerClient`], what edges and `floodgate ctl` use: failover across
+//!   members, typed lease calls, and a self-healing config watch.
 //! * [`admin`]: the config admin API ([`admin::Admin`], served as the gRPC
 //!   `ConfigService`): objects as JSON in, one ledger command out, credentials sealed by
 //!   the member before anything is proposed, reads masked.
 //!
-//! [`ledger`] and [`secrets`] touch no disk and no network; [`consensus`] does both. A Raft
+//! [`ledger`] and [`secrets`] touch no disk and no network; [`consensus`] does both;
+//! [`client`] only the network. A Raft
 //! log entry's payload is a
 //! [`Proposal`] (a command stamped with the leader's clock); the store's state machine
 //! folds entries with [`apply_proposal`] and snapshots the serialized [`LedgerState`].
 
 pub mod admin;
+pub mod client;
 pub mod consensus;
 pub mod ledger;
 pub mod secrets;
 
+pub use client::{ClientConfig, ClientError, ConfigUpdate, LedgerClient};
 pub use consensus::{LedgerNode, LedgerNodeConfig};
 pub use ledger::{Command, LedgerError, LedgerState, Outcome, Proposal, apply, apply_proposal};

@@ -405,6 +405,32 @@ fn expire_leases_charges_in_full() {
 }
 
 #[test]
+fn expiry_is_due_exactly_when_expire_leases_would_change_something() {
+    let mut state = exact_ledger();
+    ok(
+        &mut state,
+        Command::PutBudget(budget("b", 1_000, Window::Day, Action::Reject)),
+        T0,
+    );
+    assert!(!state.expiry_due(T0 + 29_999));
+    let lease = granted(ok(&mut state, ask("b", "edge-1", 300), T0));
+    assert!(!state.expiry_due(T0 + 29_999));
+    assert!(state.expiry_due(T0 + 30_000));
+    ok(&mut state, Command::ExpireLeases, T0 + 30_000);
+    assert!(!state.leases().contains_key(&lease.id));
+    assert!(!state.expiry_due(T0 + 30_001));
+    // A time behind the ledger's clock counts as the clock.
+    assert!(!state.expiry_due(0));
+    // With no lease at all, a budget whose window has passed is due (it rolls).
+    let (_, day_end) = Window::Day.bounds(T0);
+    assert!(state.expiry_due(day_end));
+    let revision = state.revision();
+    ok(&mut state, Command::ExpireLeases, day_end);
+    assert!(state.revision() > revision);
+    assert!(!state.expiry_due(day_end));
+}
+
+#[test]
 fn leases_end_with_their_window_and_rollover_resets() {
     let mut state = exact_ledger();
     ok(

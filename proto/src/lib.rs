@@ -11,8 +11,9 @@
 //!   openraft's serde derives are the simplest correct encoding (both ends must run the
 //!   same openraft version).
 //! * `LedgerService` (`ledger.proto`): `Propose` (a serde_json ledger command, answered by
-//!   the leader; followers forward), `Read` (a state summary), and the membership admin
-//!   RPCs `AddLearner`, `ChangeMembership` and `Metrics`.
+//!   the leader; followers forward), `Read` (a state summary), `Watch` (a stream of config
+//!   snapshots, one per config revision), and the membership admin RPCs `AddLearner`,
+//!   `ChangeMembership` and `Metrics`.
 //! * `ConfigService` (`admin.proto`): the config admin API over ledger objects carried as
 //!   serde_json (`Put`, `Get`, `List`, `Delete` by kind), `CreateKey` / `RevokeKey` for
 //!   gateway keys, and `Status` (revisions, leader, membership, budget usage).

@@ -15,12 +15,19 @@ use openraft::error::RaftError;
 
 use super::NodeId;
 
+/// The gRPC metadata key under which an `UNAVAILABLE` status names the leader's gRPC
+/// `host:port` when the answering member knows it, so clients can go there next.
+pub const LEADER_METADATA: &str = "floodgate-leader-addr";
+
 /// Starting, initializing or shutting down a [`super::LedgerNode`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerNodeError {
     /// The Raft config is invalid.
     #[error("invalid Raft config: {0}")]
     Config(#[from] ConfigError),
+    /// `expire_every` is zero.
+    #[error("invalid ledger config: expire_every must be greater than zero")]
+    ExpireEvery,
     /// The data dir could not be opened.
     #[error("opening the ledger store in {path}: {source}")]
     Store {
@@ -89,22 +96,33 @@ pub enum ProposeError {
 
 impl ProposeError {
     /// The gRPC status a client sees: retryable conditions are `UNAVAILABLE` (with the
-    /// leader's address when known), a bad request `INVALID_ARGUMENT`, a refused membership
-    /// change `FAILED_PRECONDITION`.
+    /// leader's address when known, in the message and under [`LEADER_METADATA`]), a bad
+    /// request `INVALID_ARGUMENT`, a refused membership change `FAILED_PRECONDITION`.
     pub fn to_status(&self) -> tonic::Status {
         let message = self.to_string();
         match self {
             Self::Codec { .. } => tonic::Status::invalid_argument(message),
             Self::NoLeader => tonic::Status::unavailable(message),
-            Self::Forward { status, .. } => tonic::Status::new(status.code(), message),
+            Self::Forward { status, .. } => {
+                let mut relayed = tonic::Status::new(status.code(), message);
+                if let Some(leader) = status.metadata().get(LEADER_METADATA) {
+                    relayed
+                        .metadata_mut()
+                        .insert(LEADER_METADATA, leader.clone());
+                }
+                relayed
+            }
             Self::Raft(error) => match error.as_ref() {
                 RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-                    let hint = forward
-                        .leader_node
-                        .as_ref()
-                        .map(|node| format!(" (leader at {})", node.addr))
-                        .unwrap_or_default();
-                    tonic::Status::unavailable(format!("{message}{hint}"))
+                    let Some(node) = forward.leader_node.as_ref() else {
+                        return tonic::Status::unavailable(message);
+                    };
+                    let mut status =
+                        tonic::Status::unavailable(format!("{message} (leader at {})", node.addr));
+                    if let Ok(addr) = node.addr.parse() {
+                        status.metadata_mut().insert(LEADER_METADATA, addr);
+                    }
+                    status
                 }
                 RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => {
                     tonic::Status::failed_precondition(message)

@@ -13,18 +13,23 @@
 //! 4. [`server`]: the tonic `RaftService` (openraft's RPCs into the local `Raft`) and
 //!    `LedgerService` (propose, read, membership admin), backed by [`LedgerHandle`]
 //!    ([`handle`]), which also forwards writes from a follower to the leader.
-//! 5. [`node`]: [`LedgerNode`], one running member (Raft + gRPC server) with `initialize`
-//!    and `shutdown`.
+//! 5. [`watch`]: the server side of `LedgerService.Watch`, a member's config snapshots,
+//!    woken by openraft's metrics channel.
+//! 6. [`expiry`]: the leader's lease expiry timer.
+//! 7. [`node`]: [`LedgerNode`], one running member (Raft + gRPC server + expiry timer) with
+//!    `initialize` and `shutdown`.
 //!
 //! This module owns no ledger semantics (that is [`crate::ledger`]) and no bytes on disk
 //! (that is the `store` crate).
 
 pub mod channels;
 pub mod error;
+pub mod expiry;
 pub mod handle;
 pub mod network;
 pub mod node;
 pub mod server;
+pub mod watch;
 
 use std::io::Cursor;
 use std::time::SystemTime;
@@ -36,6 +41,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub use self::channels::Channels;
+pub use self::error::LEADER_METADATA;
 pub use self::error::LedgerNodeError;
 pub use self::error::ProposeError;
 pub use self::handle::Committed;
@@ -43,6 +49,7 @@ pub use self::handle::LedgerHandle;
 pub use self::handle::MembershipChanged;
 pub use self::node::LedgerNode;
 pub use self::node::LedgerNodeConfig;
+pub use self::node::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRE_EVERY};
 use crate::ledger::UnixMillis;
 use crate::{LedgerState, Outcome, Proposal, apply_proposal};
 

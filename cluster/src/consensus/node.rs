@@ -5,9 +5,11 @@
 //! vote and snapshot it holds), binds the listen address (port 0 is fine: read the bound
 //! address with [`LedgerNode::addr`]) and starts Raft and the server. A brand-new cluster is
 //! formed once, on one member, with [`LedgerNode::initialize`]; later members join as
-//! learners and are promoted through the admin API. [`LedgerNode::shutdown`] stops Raft
-//! first (no more log writes), then the server, and releases the data dir so the member can
-//! be started again from it.
+//! learners and are promoted through the admin API. While it leads, a member's
+//! [`ExpiryTimer`] proposes `ExpireLeases` when leases or budget windows are due.
+//! [`LedgerNode::shutdown`] stops the expiry timer, then Raft (no more log writes; open
+//! `Watch` streams end), then the server, and releases the data dir so the member can be
+//! started again from it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ use super::LedgerHandle;
 use super::LedgerNodeError;
 use super::NodeId;
 use super::TypeConfig;
+use super::expiry::ExpiryTimer;
 use super::network::GrpcNetworkFactory;
 use super::server::LedgerGrpc;
 use super::server::RaftGrpc;
@@ -40,6 +43,12 @@ use crate::secrets::Keyring;
 
 /// How long [`LedgerNode::shutdown`] lets open gRPC calls drain before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often the leader checks for expired leases and budget windows, unless configured.
+pub const DEFAULT_EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long connecting to a peer may take, unless configured.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a member needs to start.
 #[derive(Debug, Clone)]
@@ -60,6 +69,26 @@ pub struct LedgerNodeConfig {
     pub keyring: Option<Keyring>,
     /// Checks endpoints written through the `ConfigService` (the edge's validator).
     pub validator: Option<Arc<dyn EndpointValidator>>,
+    /// How often the leader checks whether leases or budget windows are due for
+    /// `ExpireLeases` (non-zero; [`DEFAULT_EXPIRE_EVERY`] by default).
+    pub expire_every: Duration,
+}
+
+impl LedgerNodeConfig {
+    /// Member `id` with data in `data_dir`, listening on `listen`, with openraft's default
+    /// config, [`DEFAULT_CONNECT_TIMEOUT`] and [`DEFAULT_EXPIRE_EVERY`].
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            id,
+            data_dir: data_dir.into(),
+            listen,
+            raft: openraft::Config::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            expire_every: DEFAULT_EXPIRE_EVERY,
+            keyring: None,
+            validator: None,
+        }
+    }
 }
 
 /// A running ledger member.
@@ -68,12 +97,16 @@ pub struct LedgerNode {
     addr: SocketAddr,
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    expiry: ExpiryTimer,
 }
 
 impl LedgerNode {
     /// Opens the store, binds the address and starts Raft and the gRPC server.
     pub async fn start(config: LedgerNodeConfig) -> Result<Self, LedgerNodeError> {
         let raft_config = Arc::new(config.raft.validate()?);
+        if config.expire_every.is_zero() {
+            return Err(LedgerNodeError::ExpireEvery);
+        }
         let (log, state_machine) = floodgate_store::raft::open::<TypeConfig, LedgerState>(
             &config.data_dir,
         )
@@ -103,12 +136,14 @@ impl LedgerNode {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         }));
+        let expiry = ExpiryTimer::start(handle.clone(), config.expire_every);
         tracing::info!(id = config.id, %addr, "ledger member started");
         Ok(Self {
             handle,
             addr,
             stop_server: Some(stop_server),
             server,
+            expiry,
         })
     }
 
@@ -141,9 +176,10 @@ impl LedgerNode {
         &self.handle
     }
 
-    /// Stops Raft, then the gRPC server (open calls get [`SHUTDOWN_GRACE`] to finish), and
-    /// releases the data dir.
+    /// Stops the expiry timer, Raft (which ends open `Watch` streams), then the gRPC server
+    /// (open calls get [`SHUTDOWN_GRACE`] to finish), and releases the data dir.
     pub async fn shutdown(mut self) -> Result<(), LedgerNodeError> {
+        self.expiry.stop().await;
         let raft_result = self.handle.raft().shutdown().await;
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());

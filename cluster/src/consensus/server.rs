@@ -1,6 +1,6 @@
 //! The ledger's tonic services: [`RaftGrpc`] feeds openraft's RPCs from peers into the
-//! local `Raft`; [`LedgerGrpc`] serves clients and admins (propose, read, membership,
-//! metrics) through a [`LedgerHandle`]. Both decode serde_json payloads (see
+//! local `Raft`; [`LedgerGrpc`] serves clients and admins (propose, read, watch,
+//! membership, metrics) through a [`LedgerHandle`]. Both decode serde_json payloads (see
 //! `floodgate-proto`) and map failures to gRPC statuses; neither holds state of its own.
 
 use std::collections::BTreeSet;
@@ -16,6 +16,7 @@ use floodgate_proto::v1::RaftReply;
 use floodgate_proto::v1::RaftRequest;
 use floodgate_proto::v1::ReadReply;
 use floodgate_proto::v1::ReadRequest;
+use floodgate_proto::v1::WatchRequest;
 use floodgate_proto::v1::ledger_service_server::LedgerService;
 use floodgate_proto::v1::raft_reply;
 use floodgate_proto::v1::raft_service_server::RaftService;
@@ -29,6 +30,8 @@ use super::LedgerHandle;
 use super::LedgerRaft;
 use super::MembershipChanged;
 use super::handle::decode;
+use super::watch::SnapshotStream;
+use super::watch::config_snapshots;
 use crate::Command;
 
 /// The `RaftService`: openraft's peer RPCs into the local Raft.
@@ -89,7 +92,8 @@ fn raft_reply<T: Serialize, E: Serialize>(
     }))
 }
 
-/// The `LedgerService`: writes (forwarded to the leader), reads and membership admin.
+/// The `LedgerService`: writes (forwarded to the leader), reads, config watches and
+/// membership admin.
 pub struct LedgerGrpc {
     handle: LedgerHandle,
 }
@@ -150,6 +154,16 @@ impl LedgerService for LedgerGrpc {
             leader_id: self.handle.raft().current_leader().await,
             state_json,
         }))
+    }
+
+    type WatchStream = SnapshotStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let after = request.into_inner().after_config_revision;
+        Ok(Response::new(config_snapshots(&self.handle, after)))
     }
 
     async fn add_learner(

@@ -403,6 +403,14 @@ pub(super) fn settle(
     (results, alerts, change)
 }
 
+/// Whether `ExpireLeases` at `now` would change anything: a live lease whose expiry has
+/// passed, or a budget whose window has. Reads only; the leader's expiry timer asks this
+/// before it proposes, so an idle ledger writes no log entries.
+pub(super) fn expiry_due(state: &LedgerState, now: UnixMillis) -> bool {
+    state.leases.values().any(|lease| lease.expires_at <= now)
+        || state.budgets.values().any(|budget| budget.is_stale(now))
+}
+
 pub(super) fn expire(
     state: &mut LedgerState,
     now: UnixMillis,

@@ -261,6 +261,13 @@ impl LedgerState {
         &self.leases
     }
 
+    /// Whether [`Command::ExpireLeases`] applied at `now` (Unix ms; never before the
+    /// ledger's clock) would change anything: a live lease has reached its expiry, or a
+    /// budget's window has passed. Cheap, and reads only.
+    pub fn expiry_due(&self, now: UnixMillis) -> bool {
+        lease::expiry_due(self, now.max(self.clock))
+    }
+
     /// The lease sizing policy.
     pub fn lease_policy(&self) -> &LeasePolicy {
         &self.lease_policy

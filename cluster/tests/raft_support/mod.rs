@@ -1,6 +1,7 @@
 //! A small in-process cluster builder for the Raft tests: members on `127.0.0.1:0` with sled
-//! in temp dirs, started, stopped and restarted from their data dir at the same address, and
-//! waits on openraft's metrics with deadlines (never bare sleeps).
+//! in temp dirs, started, stopped and restarted from their data dir at the same address,
+//! [`LedgerClient`]s over them, and waits on openraft's metrics with deadlines (never bare
+//! sleeps).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,9 @@ use floodgate_cluster::admin::EndpointValidator;
 use floodgate_cluster::consensus::Committed;
 use floodgate_cluster::ledger::Team;
 use floodgate_cluster::secrets::Keyring;
-use floodgate_cluster::{Command, LedgerNode, LedgerNodeConfig, LedgerState};
+use floodgate_cluster::{
+    ClientConfig, Command, LedgerClient, LedgerNode, LedgerNodeConfig, LedgerState,
+};
 use floodgate_proto::v1::ledger_service_client::LedgerServiceClient;
 use openraft::RaftMetrics;
 use openraft::ServerState;
@@ -25,6 +28,9 @@ use tonic::transport::Channel;
 
 /// How long any awaited condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often the leader looks for expired leases in tests.
+pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
 /// Fast timing for tests; with `snapshot_every`, a snapshot every that many entries and
 /// logs purged right behind it.
@@ -119,6 +125,7 @@ impl TestCluster {
             connect_timeout: Duration::from_millis(500),
             keyring: self.keyring.clone(),
             validator: self.validator.clone(),
+            expire_every: EXPIRE_EVERY,
         }
     }
 
@@ -160,6 +167,21 @@ impl TestCluster {
         LedgerServiceClient::connect(format!("http://{}", self.addrs[&id]))
             .await
             .unwrap()
+    }
+
+    /// Member `id`'s gRPC URL.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.addrs[&id])
+    }
+
+    /// A [`LedgerClient`] over `members`, in that order (it starts with the first), with
+    /// test timings.
+    pub fn ledger_client(&self, members: &[u64]) -> LedgerClient {
+        let mut config = ClientConfig::new(members.iter().map(|id| self.url(*id)).collect());
+        config.connect_timeout = Duration::from_millis(500);
+        config.call_timeout = Duration::from_secs(2);
+        config.failover_for = DEADLINE;
+        LedgerClient::new(config).unwrap()
     }
 
     /// Member `id`'s metrics once `condition` holds (panics after [`DEADLINE`]).
