@@ -124,12 +124,10 @@ async fn lease_traffic_sends_no_snapshot() {
     let leader = cluster.wait_leader().await;
     let watched = cluster.follower(leader);
     let ledger = cluster.ledger_client(&[leader]);
-    ledger
-        .propose(budget("b", 1_000))
-        .await
-        .unwrap()
-        .outcome
-        .unwrap();
+    let put = ledger.propose(budget("b", 1_000)).await.unwrap();
+    put.outcome.unwrap();
+    // The watched member has the budget before the watch opens, so its first snapshot is it.
+    cluster.wait_applied(watched, put.index).await;
 
     let mut client = cluster.client(watched).await;
     let mut stream = client

@@ -2,7 +2,7 @@
 //!
 //! Built from the members' URLs (`http://host:port`), it keeps one lazily-connected tonic
 //! channel per member and bounds every attempt by a call timeout. Calls fail over
-//! ([`members`]): on `UNAVAILABLE` (member unreachable, or no leader to commit with) they go
+//! (`members`): on `UNAVAILABLE` (member unreachable, or no leader to commit with) they go
 //! to the leader the member named, else to the next member, backing off after each full
 //! round, until the failover deadline. Writes are never re-sent after a timeout or an
 //! ambiguous transport failure (the command may have been committed); reads are.
@@ -10,12 +10,12 @@
 //! ([`watch`]).
 //!
 //! Module map: [`backoff`] (capped jittered backoff), [`error`] ([`ClientError`]),
-//! [`members`] (channels and failover), [`watch`] (the resuming watch stream). This module
+//! `members` (channels and failover), [`watch`] (the resuming watch stream). This module
 //! holds no ledger semantics: commands and outcomes are [`crate::ledger`]'s.
 
 pub mod backoff;
 pub mod error;
-pub mod members;
+mod members;
 pub mod watch;
 
 use std::collections::BTreeSet;

@@ -177,7 +177,7 @@ impl LedgerNode {
     }
 
     /// Stops the expiry timer, Raft (which ends open `Watch` streams), then the gRPC server
-    /// (open calls get [`SHUTDOWN_GRACE`] to finish), and releases the data dir.
+    /// (open calls get `SHUTDOWN_GRACE` (2 s) to finish), and releases the data dir.
     pub async fn shutdown(mut self) -> Result<(), LedgerNodeError> {
         self.expiry.stop().await;
         let raft_result = self.handle.raft().shutdown().await;
