@@ -1,27 +1,21 @@
-//! The command line: `dev`, `serve`, `config check`, `version`. Parses arguments, loads
-//! config (a bad one exits 64 before any port is bound), and runs the node.
+//! The command line: `dev`, `serve`, `ctl`, `config check`, `version`. Parses arguments,
+//! loads config (a bad one exits 64 before any port is bound), and runs the node
+//! ([`crate::run`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, Mode, ProcessEnv};
-use crate::edge::Gateway;
-use crate::http_client::HttpClients;
-use crate::providers::Providers;
-use crate::usage::LogSink;
-use crate::{server, telemetry};
+use crate::config::{self, Mode, ProcessEnv};
+use crate::roles::LedgerRole;
+use crate::run::Plan;
+use crate::telemetry;
 
 /// Exit code for a bad configuration or command line (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
-
-/// Capacity of the usage queue between requests and the log writer.
-const USAGE_QUEUE: usize = 65_536;
 
 /// Floodgate: a distributed LLM gateway.
 #[derive(Debug, Parser)]
@@ -33,18 +27,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a development gateway: mock endpoints, no auth, nothing else to install.
+    /// Run a development gateway: mock endpoints, no auth, a one-member ledger in
+    /// `./floodgate-data`, nothing else to install.
     Dev {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Where the ledger keeps its data (and the dev key file).
+        #[arg(long, default_value = "floodgate-data")]
+        data_dir: PathBuf,
+        /// Where the JSON admin API listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        admin_listen: SocketAddr,
     },
-    /// Run a gateway from a config file (watched and hot-reloaded).
-    Serve {
-        /// The config file (Floodgate or MLflow 2.x gateway YAML).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    /// Run a node: an edge from a config file, or edges and ledger members of a cluster.
+    Serve(ServeArgs),
+    /// Administer a running ledger.
+    Ctl(crate::ctl::CtlArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -52,6 +51,47 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+/// `floodgate serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The config file (Floodgate or MLflow 2.x gateway YAML). Alone, it is the edge's
+    /// whole config, hot-reloaded; with the ledger role, its objects are applied to the
+    /// ledger at start and it gives the edge-local settings.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Roles: `edge`, `ledger`, or both (`edge,ledger`).
+    #[arg(long, value_delimiter = ',', default_value = "edge")]
+    roles: Vec<Role>,
+    /// Ledger role: this member's id (unique, stable across restarts).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Ledger role: the data dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Ledger role: the gRPC address (Raft, LedgerService, ConfigService).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    ledger_listen: SocketAddr,
+    /// Ledger role: the JSON admin API's address.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Ledger role: form a new cluster of these voters (`1=host:port,2=host:port,...`) if
+    /// this member never belonged to one. Give the same list to every first member.
+    #[arg(long, value_delimiter = ',')]
+    init: Vec<String>,
+    /// Edge role: the ledger members to follow (`http://host:port`, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ledger: Vec<String>,
+}
+
+/// A role a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Serve the HTTP API.
+    Edge,
+    /// Be a member of the Raft ledger.
+    Ledger,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,34 +134,149 @@ impl Cli {
                     ExitCode::from(EXIT_CONFIG)
                 }
             },
-            Command::Dev { listen } => {
-                let mut config = match config::load_str(config::DEV_CONFIG, Mode::Dev, &ProcessEnv)
-                {
-                    Ok(config) => config,
-                    Err(error) => {
-                        eprintln!("built-in dev config is invalid: {error}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                };
-                config.listen = listen;
-                eprintln!("{DEV_BANNER}");
-                serve(config, None)
-            }
-            Command::Serve { config: path } => {
-                match config::load_file(&path, Mode::Serve, &ProcessEnv) {
-                    Ok(config) => serve(config, Some(path)),
-                    Err(error) => {
-                        eprintln!("{}: invalid configuration\n{error}", path.display());
-                        ExitCode::from(EXIT_CONFIG)
-                    }
-                }
-            }
+            Command::Dev {
+                listen,
+                data_dir,
+                admin_listen,
+            } => dev(listen, data_dir, admin_listen),
+            Command::Serve(args) => serve_command(args),
+            Command::Ctl(args) => crate::ctl::run(args),
         }
     }
 }
 
-/// Starts the runtime and serves until SIGINT/SIGTERM.
-fn serve(config: Config, watched: Option<PathBuf>) -> ExitCode {
+fn dev(listen: SocketAddr, data_dir: PathBuf, admin_listen: SocketAddr) -> ExitCode {
+    let mut local = match config::load_str(config::DEV_CONFIG, Mode::Dev, &ProcessEnv) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("built-in dev config is invalid: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    local.listen = listen;
+    let keyring = match crate::kek::for_dev(&ProcessEnv, &data_dir) {
+        Ok(keyring) => keyring,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    eprintln!("{DEV_BANNER}");
+    start(Plan {
+        local,
+        declare: Some(config::DEV_CONFIG.to_owned()),
+        mode: Mode::Dev,
+        watched: None,
+        ledger: Some(LedgerRole {
+            id: 1,
+            data_dir: data_dir.join("ledger"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            init: Some(BTreeMap::from([(1, String::new())])),
+        }),
+        admin_listen: Some(admin_listen),
+        ledger_urls: Vec::new(),
+        edge: true,
+        keyring: Some(keyring),
+    })
+}
+
+fn serve_command(args: ServeArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("{message}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let ledger_role = args.roles.contains(&Role::Ledger);
+    let edge = args.roles.contains(&Role::Edge);
+    let text = match &args.config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => return usage(format!("{}: cannot read: {e}", path.display())),
+        },
+        None => None,
+    };
+    let local = match &text {
+        Some(text) => match config::load_str(text, Mode::Serve, &ProcessEnv) {
+            Ok(config) => config,
+            Err(error) => {
+                let name = args
+                    .config
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("config"));
+                return usage(format!(
+                    "{}: invalid configuration\n{error}",
+                    name.display()
+                ));
+            }
+        },
+        None => match config::load_str("{}", Mode::Serve, &ProcessEnv) {
+            Ok(config) => config,
+            Err(error) => return usage(format!("{error}")),
+        },
+    };
+    let keyring = match crate::kek::from_env(&ProcessEnv) {
+        Ok(keyring) => keyring,
+        Err(error) => return usage(error.to_string()),
+    };
+    let file_mode = !ledger_role && args.ledger.is_empty();
+    if file_mode && text.is_none() {
+        return usage("give --config FILE, or --ledger URLS to follow a ledger".to_owned());
+    }
+    if file_mode && !local.budgets.is_empty() {
+        return usage(
+            "budgets are enforced through the ledger: run with --roles edge,ledger (or follow one with --ledger)"
+                .to_owned(),
+        );
+    }
+    let ledger = if ledger_role {
+        let (Some(id), Some(data_dir)) = (args.node_id, args.data_dir.clone()) else {
+            return usage("the ledger role needs --node-id and --data-dir".to_owned());
+        };
+        let init = match parse_voters(&args.init) {
+            Ok(init) => init,
+            Err(message) => return usage(message),
+        };
+        Some(LedgerRole {
+            id,
+            data_dir,
+            listen: args.ledger_listen,
+            init,
+        })
+    } else {
+        None
+    };
+    start(Plan {
+        local,
+        declare: if ledger_role { text } else { None },
+        mode: Mode::Serve,
+        watched: if file_mode { args.config } else { None },
+        ledger,
+        admin_listen: args.admin_listen,
+        ledger_urls: args.ledger,
+        edge,
+        keyring,
+    })
+}
+
+fn parse_voters(list: &[String]) -> Result<Option<BTreeMap<u64, String>>, String> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut voters = BTreeMap::new();
+    for item in list {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--init: `{item}` is not `id=host:port`"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("--init: `{id}` is not a member id"))?;
+        voters.insert(id, addr.trim().to_owned());
+    }
+    Ok(Some(voters))
+}
+
+/// Starts the async runtime and runs the plan until SIGINT/SIGTERM.
+fn start(plan: Plan) -> ExitCode {
     let _log_guard = telemetry::init(telemetry::LogFormat::from_env());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,77 +288,11 @@ fn serve(config: Config, watched: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_node(config, watched)) {
+    match runtime.block_on(crate::run::run(plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "floodgate stopped");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Why the node stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The upstream HTTP clients could not be built.
-    #[error("cannot build the upstream HTTP clients: {0}")]
-    Client(#[from] reqwest::Error),
-    /// The config watcher could not start.
-    #[error(transparent)]
-    Watch(#[from] config::watch::WatchError),
-    /// Serving failed.
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
-}
-
-async fn run_node(config: Config, watched: Option<PathBuf>) -> Result<(), NodeError> {
-    let tracker = TaskTracker::new();
-    let stop = CancellationToken::new();
-    let clients = HttpClients::with_timeouts(config.connect_timeouts())?;
-    let sink = LogSink::start(USAGE_QUEUE, &tracker);
-    let listen = config.listen;
-    let grace = config.shutdown_grace;
-    let gateway = Gateway::new(config, Providers::new(clients), Arc::new(sink));
-    if let Some(path) = &watched {
-        let target = gateway.clone();
-        config::watch::watch(
-            path,
-            Mode::Serve,
-            Box::new(ProcessEnv),
-            stop.clone(),
-            &tracker,
-            move |config| {
-                if config.listen != target.runtime().config.listen {
-                    tracing::warn!("`listen` changed: the new address takes effect at restart");
-                }
-                target.apply(config);
-            },
-        )?;
-    }
-    let listener = server::bind(listen)
-        .await
-        .map_err(|source| NodeError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(NodeError::Serve)?;
-    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "floodgate listening");
-    let drained = server::run(listener, gateway, server::shutdown_signal(), grace)
-        .await
-        .map_err(NodeError::Serve)?;
-    stop.cancel();
-    tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("background tasks did not finish within the grace period");
-    }
-    tracing::info!(drained, "floodgate stopped");
-    Ok(())
 }

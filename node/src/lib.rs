@@ -2,7 +2,10 @@
 //!
 //! Module map:
 //!
-//! * [`cli`] — the command line (`dev`, `serve`, `config check`, `version`).
+//! * [`cli`] — the command line (`dev`, `serve`, `ctl`, `config check`, `version`).
+//! * [`run`] — a node's roles (edge, ledger) wired together; [`roles`] — the ledger side:
+//!   starting a member, the client, applying a config file to the ledger.
+//! * [`admin_http`] — the ledger's admin API as JSON/HTTP; [`ctl`] — `floodgate ctl`.
 //! * [`config`] — YAML (native or MLflow 2.x) → validated typed config; hot reload.
 //! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming.
 //! * [`follow`] — an edge following the ledger: snapshots → configs swapped in.
@@ -15,14 +18,18 @@
 //! * [`telemetry`] — logging.
 //! * [`secret`] — strings that never print themselves.
 
+pub mod admin_http;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod edge;
 pub mod follow;
 pub mod http_client;
 pub mod kek;
 pub mod pricing;
 pub mod providers;
+pub mod roles;
+pub mod run;
 pub mod secret;
 pub mod server;
 pub mod telemetry;

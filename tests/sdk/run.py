@@ -16,6 +16,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -32,8 +33,10 @@ class Floodgate:
         env = dict(os.environ)
         env["FLOODGATE_LOG_FORMAT"] = "json"
         env.pop("RUST_LOG", None)
+        self.data_dir = tempfile.mkdtemp(prefix="floodgate-sdk-")
         self.proc = subprocess.Popen(
-            [binary, "dev", "--listen", "127.0.0.1:0"],
+            [binary, "dev", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+             "--admin-listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

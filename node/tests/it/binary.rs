@@ -41,15 +41,25 @@ struct Node {
     stdout: Buffer,
     stderr: Buffer,
     readers: Vec<JoinHandle<()>>,
+    /// `dev`'s data dir (its ledger and key file), removed with the node.
+    _data: tempfile::TempDir,
 }
 
 impl Node {
     /// Starts the binary with `args`; `env` is added to a copy of the test's environment
     /// from which the variables that change logging are removed.
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
+        command.args(args);
+        if args.first() == Some(&"dev") {
+            // Each dev node gets its own ledger data and admin port (tests run in parallel).
+            command
+                .arg("--data-dir")
+                .arg(data.path())
+                .args(["--admin-listen", "127.0.0.1:0"]);
+        }
         command
-            .args(args)
             .env_remove("RUST_LOG")
             .env_remove("FLOODGATE_LOG_FORMAT")
             .env_remove("NO_COLOR")
@@ -67,6 +77,7 @@ impl Node {
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
+            _data: data,
         }
     }
 

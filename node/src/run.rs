@@ -1,0 +1,209 @@
+//! Running a node: the roles it plays (edge, ledger) and how they are wired together.
+//!
+//! * **edge, config file** (`serve --config FILE`): the file is the config, watched and
+//!   hot-reloaded; no ledger, so no budgets.
+//! * **ledger** (`--roles ledger`): a Raft member (gRPC for Raft, `LedgerService` and
+//!   `ConfigService`) plus the JSON admin API; forms the cluster once with `--init`; applies
+//!   the config file's declarations (idempotently) when one is given.
+//! * **edge, ledger-fed** (`--roles edge --ledger URLS`, or with the ledger role in the same
+//!   process): watches the ledger and serves each config revision; the file, if any, gives
+//!   only the edge-local settings (listen, limits, timeouts, auth mode).
+//! * `floodgate dev` is edge + a one-member ledger in one process, in `./floodgate-data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use floodgate_cluster::admin::Admin;
+use floodgate_cluster::secrets::Keyring;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, Mode, ProcessEnv};
+use crate::edge::Gateway;
+use crate::follow::Follower;
+use crate::http_client::HttpClients;
+use crate::providers::Providers;
+use crate::roles::{self, LedgerRole, RoleError};
+use crate::usage::LogSink;
+use crate::{admin_http, server};
+
+/// Capacity of the usage queue between requests and the log writer.
+const USAGE_QUEUE: usize = 65_536;
+
+/// What one node runs.
+pub struct Plan {
+    /// The edge-local config (the whole config in file mode).
+    pub local: Config,
+    /// The config file's text to declare into the ledger (ledger role only).
+    pub declare: Option<String>,
+    /// The config mode the file is checked in.
+    pub mode: Mode,
+    /// Watch this file and hot-reload it (file mode only).
+    pub watched: Option<PathBuf>,
+    /// Run a ledger member.
+    pub ledger: Option<LedgerRole>,
+    /// Where the JSON admin API listens (ledger role only).
+    pub admin_listen: Option<SocketAddr>,
+    /// Follow the ledger at these URLs (edge role; empty with a local member means itself).
+    pub ledger_urls: Vec<String>,
+    /// Serve HTTP traffic (the edge role).
+    pub edge: bool,
+    /// The key-encryption keys.
+    pub keyring: Option<Keyring>,
+}
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The upstream HTTP clients could not be built.
+    #[error("cannot build the upstream HTTP clients: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The config watcher could not start.
+    #[error(transparent)]
+    Watch(#[from] config::watch::WatchError),
+    /// The ledger side failed.
+    #[error(transparent)]
+    Ledger(#[from] RoleError),
+    /// The ledger client could not be built.
+    #[error(transparent)]
+    LedgerClient(#[from] floodgate_cluster::client::ClientError),
+    /// The ledger's watch stream ended before the first config.
+    #[error("the ledger's watch stream ended before the first config arrived")]
+    NoConfig,
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the plan until SIGINT/SIGTERM.
+pub async fn run(plan: Plan) -> Result<(), NodeError> {
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let grace = plan.local.shutdown_grace;
+
+    let member = match &plan.ledger {
+        Some(role) => Some(roles::start_ledger(role, plan.keyring.clone()).await?),
+        None => None,
+    };
+    let mut urls = plan.ledger_urls.clone();
+    if let (Some(member), true) = (&member, urls.is_empty()) {
+        urls.push(format!("http://{}", member.addr()));
+    }
+    let client = if urls.is_empty() {
+        None
+    } else {
+        Some(roles::client(urls)?)
+    };
+    if let (Some(member), Some(addr)) = (&member, plan.admin_listen) {
+        let admin = Admin::new(member.handle().clone(), plan.keyring.clone(), None);
+        let token = std::env::var(admin_http::ADMIN_TOKEN_VAR).ok();
+        if token.is_none() && !addr.ip().is_loopback() {
+            tracing::error!(%addr, "the admin API binds beyond loopback only with {} set", admin_http::ADMIN_TOKEN_VAR);
+        } else {
+            let listener = server::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind { addr, source })?;
+            tracing::info!(address = %listener.local_addr().map_err(NodeError::Serve)?, "admin API listening");
+            let app = admin_http::router(admin, token);
+            let stopped = stop.clone();
+            tracker.spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await;
+            });
+        }
+    }
+    if let (Some(text), Some(client)) = (&plan.declare, &client) {
+        roles::declare(client, text, plan.mode, &ProcessEnv, plan.keyring.as_ref()).await?;
+        tracing::info!("the config file's declarations are in the ledger");
+    }
+
+    if plan.edge {
+        let mut local = plan.local.clone();
+        let follower = match &client {
+            Some(client) => {
+                let follower = Follower {
+                    local: plan.local.clone(),
+                    keyring: plan.keyring.clone(),
+                };
+                let mut updates = Box::pin(futures::StreamExt::map(client.watch(0), |update| {
+                    update.state
+                }));
+                let (_, config) = follower
+                    .first(&mut updates)
+                    .await
+                    .ok_or(NodeError::NoConfig)?;
+                local = config;
+                Some((follower, updates))
+            }
+            None => None,
+        };
+        let clients = HttpClients::with_timeouts(local.connect_timeouts())?;
+        let sink = LogSink::start(USAGE_QUEUE, &tracker);
+        let listen = local.listen;
+        let gateway = Gateway::new(local, Providers::new(clients), Arc::new(sink));
+        if let Some((follower, updates)) = follower {
+            let (revision, _) = watch::channel(0);
+            let target = gateway.clone();
+            let stopped = stop.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    () = follower.run(updates, target, revision) => {}
+                    () = stopped.cancelled() => {}
+                }
+            });
+        }
+        if let Some(path) = &plan.watched {
+            let target = gateway.clone();
+            config::watch::watch(
+                path,
+                Mode::Serve,
+                Box::new(ProcessEnv),
+                stop.clone(),
+                &tracker,
+                move |config| {
+                    if config.listen != target.runtime().config.listen {
+                        tracing::warn!("`listen` changed: the new address takes effect at restart");
+                    }
+                    target.apply(config);
+                },
+            )?;
+        }
+        let listener = server::bind(listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(NodeError::Serve)?;
+        tracing::info!(address = %local_addr, version = env!("CARGO_PKG_VERSION"), "floodgate listening");
+        let drained = server::run(listener, gateway, server::shutdown_signal(), grace)
+            .await
+            .map_err(NodeError::Serve)?;
+        tracing::info!(drained, "edge stopped");
+    } else {
+        server::shutdown_signal().await;
+    }
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("background tasks did not finish within the grace period");
+    }
+    if let Some(member) = member
+        && let Err(error) = member.shutdown().await
+    {
+        tracing::warn!(%error, "the ledger member did not stop cleanly");
+    }
+    tracing::info!("floodgate stopped");
+    Ok(())
+}
