@@ -196,9 +196,19 @@ async fn run_node(config: Config, watched: Option<PathBuf>) -> Result<(), NodeEr
         })?;
     let local = listener.local_addr().map_err(NodeError::Serve)?;
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "floodgate listening");
-    let drained = server::run(listener, gateway, server::shutdown_signal(), grace)
+    let drained = server::run(listener, gateway.clone(), server::shutdown_signal(), grace)
         .await
         .map_err(NodeError::Serve)?;
+    if let Some(quotas) = gateway.quotas() {
+        // Settle and close this edge's leases so their rest returns to the budgets now.
+        let open = quotas.close(grace).await;
+        if open > 0 {
+            tracing::warn!(
+                open,
+                "quota leases left open; the ledger charges them at expiry"
+            );
+        }
+    }
     stop.cancel();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
