@@ -209,6 +209,8 @@ async fn run_node(config: Config, watched: Option<PathBuf>) -> Result<(), NodeEr
             );
         }
     }
+    // The last handle on the usage sink: dropping it lets the usage writer finish.
+    drop(gateway);
     stop.cancel();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

@@ -263,6 +263,11 @@ async fn quota_usd_budget_holds_across_three_edges() {
     assert_eq!(refused_records, refused.len());
     assert_eq!(spent, served.len() as u64 * COST);
     assert!(spent <= limit, "spent {spent} of {limit}");
+    eprintln!(
+        "usd budget: {} served, {} refused, {spent} of {limit} micro-USD spent",
+        served.len(),
+        refused.len()
+    );
 
     close_all(&edges).await;
     let (settled, outstanding, leases) = ledger.usage("usd");
