@@ -22,6 +22,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, Mode, ProcessEnv};
 use crate::edge::Gateway;
+use crate::edge::quota::ledger::QuotaLedger;
+use crate::edge::quota::{QuotaSettings, Quotas};
 use crate::follow::Follower;
 use crate::http_client::HttpClients;
 use crate::providers::Providers;
@@ -151,7 +153,20 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
         let clients = HttpClients::with_timeouts(local.connect_timeouts())?;
         let sink = LogSink::start(USAGE_QUEUE, &tracker);
         let listen = local.listen;
-        let gateway = Gateway::new(local, Providers::new(clients), Arc::new(sink));
+        let providers = Providers::new(clients);
+        let gateway = match &client {
+            Some(client) => {
+                // In the ledger's own process, quota calls skip the network.
+                let ledger: Arc<dyn QuotaLedger> = match &member {
+                    Some(member) => Arc::new(member.handle().clone()),
+                    None => Arc::new(client.clone()),
+                };
+                let edge_id = format!("edge-{}", uuid::Uuid::now_v7().simple());
+                let quotas = Quotas::start(ledger, edge_id, QuotaSettings::default(), &tracker);
+                Gateway::with_quotas(local, providers, Arc::new(sink), quotas)
+            }
+            None => Gateway::new(local, providers, Arc::new(sink)),
+        };
         if let Some((follower, updates)) = follower {
             let (revision, _) = watch::channel(0);
             let target = gateway.clone();
@@ -187,9 +202,21 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
             })?;
         let local_addr = listener.local_addr().map_err(NodeError::Serve)?;
         tracing::info!(address = %local_addr, version = env!("CARGO_PKG_VERSION"), "floodgate listening");
-        let drained = server::run(listener, gateway, server::shutdown_signal(), grace)
+        let drained = server::run(listener, gateway.clone(), server::shutdown_signal(), grace)
             .await
             .map_err(NodeError::Serve)?;
+        if let Some(quotas) = gateway.quotas() {
+            // Settle and close this edge's leases so their rest returns to the budgets now.
+            let open = quotas.close(grace).await;
+            if open > 0 {
+                tracing::warn!(
+                    open,
+                    "quota leases left open; the ledger charges them at expiry"
+                );
+            }
+        }
+        // The last handle on the usage sink: dropping it lets the usage writer finish.
+        drop(gateway);
         tracing::info!(drained, "edge stopped");
     } else {
         server::shutdown_signal().await;

@@ -1,12 +1,16 @@
 //! The usage record of one request, filled in as the request proceeds and emitted exactly
 //! once: by [`Accounting::finish`], or — if the request is dropped first because the client
 //! went away — by `Drop`, as a client-cancelled record with the usage seen so far.
+//!
+//! The record also holds the request's quota [`Reservation`], if any, and settles it when
+//! it closes, so budgets are charged exactly once on every path (see [`Accounting::charge`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::context::RequestContext;
 use super::error::{ApiError, ErrorShape};
+use super::quota::{Charge, Reservation};
 use crate::config::Target;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
@@ -31,6 +35,8 @@ pub struct Accounting {
     streamed_chunks: u64,
     usage_reported: bool,
     cost_unknown: bool,
+    /// The request's reservation on the budgets that apply to it.
+    quota: Option<Reservation>,
     done: bool,
 }
 
@@ -82,6 +88,7 @@ impl Accounting {
             streamed_chunks: 0,
             usage_reported: false,
             cost_unknown: false,
+            quota: None,
             done: false,
         }
     }
@@ -177,6 +184,41 @@ impl Accounting {
         self.cost_unknown = true;
     }
 
+    /// The request's quota reservation, made with `make` on first use; settled when the
+    /// record closes.
+    pub fn reservation(&mut self, make: impl FnOnce() -> Reservation) -> &mut Reservation {
+        self.quota.get_or_insert_with(make)
+    }
+
+    /// What the budgets are charged when the record closes with `error_type`: the reported
+    /// usage; nothing when no attempt was made; one request when every provider answered
+    /// an error (not billed); else — served or cut off without a usage report, cancelled,
+    /// timed out — the whole reservation, since the provider may have billed it.
+    fn charge(&self, error_type: Option<&'static str>) -> Charge {
+        if self.usage_reported {
+            return Charge::Used {
+                tokens: self
+                    .record
+                    .usage
+                    .input_tokens
+                    .saturating_add(self.record.usage.output_tokens),
+                micros: self.record.cost_micros,
+            };
+        }
+        if self.provider.is_none() {
+            return Charge::Refused;
+        }
+        match error_type {
+            Some(
+                "upstream_error"
+                | "upstream_connect_failed"
+                | "invalid_request"
+                | "unsupported_operation",
+            ) => Charge::Failed,
+            _ => Charge::Full,
+        }
+    }
+
     /// Emits the record for a request that succeeded with `status`.
     pub fn finish(mut self, status: u16) {
         self.close(status, None);
@@ -219,7 +261,10 @@ impl Accounting {
                 .map(|price| price.cost_micros(&record.usage)),
             _ => Some(0),
         };
-        self.sink.record(record.clone());
+        if let Some(mut quota) = self.quota.take() {
+            quota.settle(self.charge(error_type));
+        }
+        self.sink.record(self.record.clone());
     }
 }
 

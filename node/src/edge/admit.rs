@@ -20,6 +20,8 @@ use crate::providers::Operation;
 
 /// Everything checked before a provider is called.
 pub struct Admitted {
+    /// The authenticated key, if the gateway uses keys (budgets match its id, team, user).
+    pub key: Option<Arc<KeyInfo>>,
     /// The endpoint called.
     pub endpoint: Arc<Endpoint>,
     /// The operation asked.
@@ -141,6 +143,7 @@ pub async fn admit(
         }
     };
     Ok(Admitted {
+        key,
         endpoint,
         op,
         body,

@@ -28,8 +28,10 @@ pub enum ErrorCode {
     InvalidApiKey,
     /// The key may not call this endpoint.
     EndpointNotAllowed,
-    /// The endpoint's rate limit is used up.
+    /// The endpoint's rate limit, or a minute-window request or token budget, is used up.
     RateLimitExceeded,
+    /// A USD budget, or a token or request budget over a longer window, is used up.
+    BudgetExceeded,
     /// The gateway could not connect to the provider.
     UpstreamConnectFailed,
     /// The provider did not answer in time.
@@ -61,6 +63,7 @@ impl ErrorCode {
             Self::InvalidApiKey => "invalid_api_key",
             Self::EndpointNotAllowed => "endpoint_not_allowed",
             Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::UpstreamConnectFailed => "upstream_connect_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamError => "upstream_error",
@@ -78,6 +81,7 @@ impl ErrorCode {
             Self::MissingApiKey | Self::InvalidApiKey => "authentication_error",
             Self::EndpointNotAllowed => "permission_error",
             Self::RateLimitExceeded => "rate_limit_error",
+            Self::BudgetExceeded => "insufficient_quota",
             Self::UpstreamConnectFailed
             | Self::UpstreamTimeout
             | Self::UpstreamError

@@ -6,6 +6,11 @@
 //!
 //! A streamed answer can still fail over until its first event: the first event is read
 //! before anything is sent to the client.
+//!
+//! Budgets ([`super::quota`]): before each attempt, and before its target is claimed, the
+//! request's reservation is made to cover its worst case at that target (a fallback to a
+//! pricier target grows it); a budget that refuses ends the call with a `429` before that
+//! provider is called. The reservation settles when the usage record closes.
 
 use std::time::Instant;
 
@@ -21,6 +26,8 @@ use super::accounting::Accounting;
 use super::admit::{Admitted, admit, estimate_input_tokens, rate_limit_headers};
 use super::context::{RequestContext, UpstreamTime};
 use super::error::{ApiError, ErrorCode, ErrorShape};
+use super::quota::worst::set_output_limit;
+use super::quota::{self, RequestQuota};
 use super::routing::health::Availability;
 use super::routing::plan::plan;
 use super::routing::retry::{Failure, backoff, blames_target, classify, retry_after};
@@ -100,6 +107,7 @@ pub async fn invoke(
         Err(error) => return accounting.reject(error, spec.shape),
     };
     let Admitted {
+        key,
         endpoint,
         op,
         body,
@@ -118,6 +126,8 @@ pub async fn invoke(
     };
     let routing = &state.routing;
     let policy = &endpoint.routing.retry;
+    let subject = quota::subject(&endpoint.name, key.as_deref());
+    let quota = RequestQuota::new(gateway.quotas(), &runtime.config.budgets, &subject);
     if stream {
         accounting.estimate_input(estimate_input_tokens(&body));
     }
@@ -127,6 +137,7 @@ pub async fn invoke(
     let every_candidate_ejected = order.iter().all(|i| !routing.health[*i].is_healthy());
     let max_attempts = policy.attempts.map_or(order.len(), |a| a as usize);
     let mut body = Some(body);
+    let empty = Map::new();
     let mut attempts = 0usize;
     let mut position = 0usize;
     let mut skipped_in_a_row = 0usize;
@@ -155,6 +166,22 @@ pub async fn invoke(
                 }
             }
         }
+        let target = endpoint.candidate(index);
+        let output_limit = match &quota {
+            None => None,
+            Some(quota) => {
+                let view = body.as_ref().map_or(&empty, |b| b);
+                let prices = &runtime.config.prices;
+                match quota
+                    .prepare(op, target, prices, view, &mut accounting)
+                    .await
+                {
+                    Ok(limit) => limit,
+                    // The refusing budget's own headers go with the 429.
+                    Err(denied) => return accounting.reject(denied.to_api_error(), spec.shape),
+                }
+            }
+        };
         // Claimed only now that the attempt will really be sent: a probe claimed and then
         // abandoned for the budget or a backoff would keep the target out of rotation.
         let claimed = if every_candidate_ejected {
@@ -166,7 +193,6 @@ pub async fn invoke(
             skipped_in_a_row += 1;
             continue;
         }
-        let target = endpoint.candidate(index);
         let last_chance = attempts + 1 >= max_attempts;
         let mut request_body = if last_chance {
             body.take().unwrap_or_default()
@@ -174,6 +200,9 @@ pub async fn invoke(
             body.clone().unwrap_or_default()
         };
         request_body.insert("model".into(), Value::String(target.model.clone()));
+        if let Some(limit) = output_limit {
+            set_output_limit(op, limit, &mut request_body);
+        }
         let in_flight = health.begin(claimed == Availability::Probe);
         accounting.upstream_begins(target, stream);
         let started = Instant::now();
@@ -193,7 +222,7 @@ pub async fn invoke(
                 in_flight.success(latency, &endpoint.routing.ejection);
                 accounting.attempt_served();
                 let response = respond(answer, accounting, target, &spec);
-                return finish_headers(response, target, admission.as_ref());
+                return finish_headers(response, target, admission.as_ref(), quota.as_ref());
             }
             Err(error) => {
                 let failure = classify(&error, policy);
@@ -236,6 +265,9 @@ pub async fn invoke(
     let mut response = accounting.reject(error, spec.shape);
     if let Some(admission) = &admission {
         rate_limit_headers(response.headers_mut(), admission);
+    }
+    if let Some(quota) = &quota {
+        quota.headers(response.headers_mut());
     }
     response
 }
@@ -331,12 +363,16 @@ fn finish_headers(
     mut response: Response,
     target: &Target,
     admission: Option<&super::limiter::Admission>,
+    quota: Option<&RequestQuota>,
 ) -> Response {
     if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", target.provider, target.model)) {
         response.headers_mut().insert("x-floodgate-target", value);
     }
     if let Some(admission) = admission {
         rate_limit_headers(response.headers_mut(), admission);
+    }
+    if let Some(quota) = quota {
+        quota.headers(response.headers_mut());
     }
     response
 }

@@ -11,13 +11,23 @@
 //!    connection.
 //! 3. The route handler. Unified and passthrough calls go through [`invoke::invoke`]:
 //!    authenticate ([`auth`]) → read and parse the body under the size limit ([`body`]) →
-//!    resolve the endpoint and operation → admit against the endpoint's limit
-//!    ([`limiter`]) → pick a target by weight → call the provider ([`crate::providers`]) →
-//!    answer as JSON, or as SSE through [`stream::MeteredStream`]. The usage record
-//!    ([`accounting::Accounting`]) is opened first and closed exactly once on every path.
+//!    resolve the endpoint and operation → admit against the endpoint's local limit
+//!    ([`limiter`]) → match the ledger's budgets by endpoint, team, user and key
+//!    ([`quota::RequestQuota`]) → plan the targets ([`routing`]) → per attempt: reserve
+//!    the worst case at that target from this edge's leases ([`quota`]; `429
+//!    budget_exceeded` / `rate_limit_exceeded` before any provider is called if a budget
+//!    refuses or the ledger is unreachable with no local room), cap the output limit sent
+//!    upstream, call the provider ([`crate::providers`]) → answer as JSON, or as SSE
+//!    through [`stream::MeteredStream`], with the tightest limit's `x-ratelimit-*`
+//!    headers. The usage record ([`accounting::Accounting`]) is opened first and closed
+//!    exactly once on every path; it holds the quota reservation and settles it when it
+//!    closes (actual usage charged, the rest returned to the lease). A background task
+//!    ([`quota::flusher`]) sends settlements to the ledger in batches.
 //!
 //! A request reads one [`runtime::Runtime`] snapshot (config + limiter state) taken at its
-//! start; reloads swap the snapshot atomically and never touch a request in flight.
+//! start; reloads swap the snapshot atomically and never touch a request in flight. The
+//! quota book ([`quota::Quotas`]) lives outside the snapshot, for the edge's lifetime:
+//! leases outlive config generations.
 
 pub mod accounting;
 pub mod admit;
@@ -27,6 +37,7 @@ pub mod context;
 pub mod error;
 pub mod invoke;
 pub mod limiter;
+pub mod quota;
 pub mod routes;
 pub mod routing;
 pub mod runtime;
@@ -46,6 +57,7 @@ use crate::config::Config;
 use crate::providers::Providers;
 use crate::usage::UsageSink;
 use error::{ApiError, ErrorCode};
+use quota::Quotas;
 use runtime::Runtime;
 
 /// The shared state of one edge. Cheap to clone.
@@ -58,6 +70,7 @@ struct Inner {
     runtime: ArcSwap<Runtime>,
     providers: Providers,
     sink: Arc<dyn UsageSink>,
+    quotas: Option<Quotas>,
     draining: AtomicBool,
 }
 
@@ -70,13 +83,38 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway serving `config`.
+    /// A gateway serving `config`, enforcing no budgets (the config carries none without
+    /// a ledger).
     pub fn new(config: Config, providers: Providers, sink: Arc<dyn UsageSink>) -> Self {
+        Self::build(config, providers, sink, None)
+    }
+
+    /// A gateway serving `config` that enforces the config's budgets through `quotas`
+    /// (this edge's quota book over the ledger).
+    pub fn with_quotas(
+        config: Config,
+        providers: Providers,
+        sink: Arc<dyn UsageSink>,
+        quotas: Quotas,
+    ) -> Self {
+        Self::build(config, providers, sink, Some(quotas))
+    }
+
+    fn build(
+        config: Config,
+        providers: Providers,
+        sink: Arc<dyn UsageSink>,
+        quotas: Option<Quotas>,
+    ) -> Self {
+        if let Some(quotas) = &quotas {
+            quotas.sync(&config.budgets);
+        }
         Self {
             inner: Arc::new(Inner {
                 runtime: ArcSwap::from_pointee(Runtime::next(config, None)),
                 providers,
                 sink,
+                quotas,
                 draining: AtomicBool::new(false),
             }),
         }
@@ -102,6 +140,10 @@ impl Gateway {
             // still cannot be built.
             tracing::warn!(%error, "cannot build the upstream HTTP clients for the new config");
         }
+        if let Some(quotas) = &self.inner.quotas {
+            // Books first: a request on the new config finds its budgets' books.
+            quotas.sync(&config.budgets);
+        }
         let current = self.runtime();
         let next = Runtime::next(config, Some(&current));
         let generation = next.generation;
@@ -112,6 +154,11 @@ impl Gateway {
     /// The providers.
     pub fn providers(&self) -> &Providers {
         &self.inner.providers
+    }
+
+    /// The quota book, when budgets are enforced.
+    pub fn quotas(&self) -> Option<&Quotas> {
+        self.inner.quotas.as_ref()
     }
 
     /// The usage sink.

@@ -16,6 +16,7 @@ mod provider_bedrock;
 mod provider_cohere;
 mod provider_gemini;
 mod provider_vertex;
+mod quota;
 mod reload;
 mod routes;
 mod routing;

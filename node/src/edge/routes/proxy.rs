@@ -1,7 +1,8 @@
 //! The raw proxy, `/gateway/proxy/{endpoint}/{*path}`: any method and path below the
 //! target's base URL, with the target's credentials in place of the client's gateway key,
 //! the answer streamed back unchanged. Tokens are not parsed here, so cost is recorded as
-//! unknown.
+//! unknown; request budgets are reserved (and charged one request), and a `reject` budget
+//! counting tokens or USD refuses the call, since its worst case cannot be bounded.
 
 use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
@@ -17,6 +18,7 @@ use crate::edge::auth::authenticate;
 use crate::edge::body::read_limited;
 use crate::edge::context::{RequestContext, UpstreamTime};
 use crate::edge::error::{ApiError, ErrorCode, ErrorShape};
+use crate::edge::quota::{self, RequestQuota};
 use crate::providers::{ProviderKind, client_for};
 use crate::usage::RouteKind;
 
@@ -75,10 +77,10 @@ pub async fn proxy(
         let endpoint = resolve(&runtime, &endpoint, key.as_deref())?;
         accounting.endpoint(&endpoint.name);
         let bytes = read_limited(&headers, body, runtime.config.limits.max_body_bytes).await?;
-        Ok::<_, ApiError>((endpoint, bytes))
+        Ok::<_, ApiError>((key, endpoint, bytes))
     }
     .await;
-    let (endpoint, bytes) = match prepared {
+    let (key, endpoint, bytes) = match prepared {
         Ok(ok) => ok,
         Err(error) => return accounting.reject(error, ErrorShape::OpenAi),
     };
@@ -90,6 +92,12 @@ pub async fn proxy(
             "The raw proxy needs a network provider; this endpoint's target is the built-in mock.",
         );
         return accounting.reject(error, ErrorShape::OpenAi);
+    }
+    let subject = quota::subject(&endpoint.name, key.as_deref());
+    if let Some(quota) = RequestQuota::new(gateway.quotas(), &runtime.config.budgets, &subject)
+        && let Err(denied) = quota.prepare_unmetered(&mut accounting).await
+    {
+        return accounting.reject(denied.to_api_error(), ErrorShape::OpenAi);
     }
     let mut url = format!("{}/{}", target.api_base, path.trim_start_matches('/'));
     if let Some(query) = query {

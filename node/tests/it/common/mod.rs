@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use floodgate::config::{self, Config, Mode};
 use floodgate::edge::Gateway;
+use floodgate::edge::quota::Quotas;
 use floodgate::http_client::HttpClients;
 use floodgate::providers::Providers;
 use floodgate::usage::{UsageRecord, UsageSink};
@@ -109,10 +110,20 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts an edge serving `config` on `127.0.0.1:0`.
     pub async fn start(config: Config) -> Self {
+        Self::start_with(config, None).await
+    }
+
+    /// Starts an edge serving `config` on `127.0.0.1:0`, enforcing its budgets through
+    /// `quotas` when given.
+    pub async fn start_with(config: Config, quotas: Option<Quotas>) -> Self {
         let grace = config.shutdown_grace;
         let clients = HttpClients::with_timeouts(config.connect_timeouts()).unwrap();
         let usage = Arc::new(Recorder::default());
-        let gateway = Gateway::new(config, Providers::new(clients), usage.clone());
+        let providers = Providers::new(clients);
+        let gateway = match quotas {
+            Some(quotas) => Gateway::with_quotas(config, providers, usage.clone(), quotas),
+            None => Gateway::new(config, providers, usage.clone()),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
