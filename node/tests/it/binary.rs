@@ -695,3 +695,74 @@ fn an_unknown_subcommand_fails() {
     assert_eq!(status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("frobnicate"), "{stderr}");
 }
+
+/// `floodgate dev` runs a one-member ledger: an endpoint created through its JSON admin API
+/// is served by the edge once the commit reaches it through the watch stream, and a bad
+/// object is refused by field with nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_an_endpoint_created_through_the_admin_api() {
+    let mut node = Node::spawn(
+        &["dev", "--listen", "127.0.0.1:0"],
+        &[("FLOODGATE_LOG_FORMAT", "json")],
+    );
+    let addr = node.listening().await;
+    let stdout = node.stdout.clone();
+    let admin: SocketAddr = wait_until("the admin API's listening line", || {
+        stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("admin API listening"))
+            .find_map(|line| {
+                serde_json::from_str::<Value>(line).ok()?["address"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+    })
+    .await;
+    let chat = |model: &'static str| {
+        client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(chat("from-admin").await.unwrap().status(), 404);
+
+    let bad = client()
+        .put(format!("http://{admin}/admin/v1/endpoint"))
+        .json(&json!({"name": "from-admin", "kind": "chat", "targets": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_argument");
+    assert!(
+        body["error"]["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .contains("targets")
+    );
+
+    let put = client()
+        .put(format!("http://{admin}/admin/v1/endpoint"))
+        .json(&json!({"name": "from-admin", "kind": "chat", "targets": [{
+            "provider": "mock", "model": "echo", "api_base": null, "credential": "none",
+            "weight": 1, "max_tokens": null, "price": null}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    // Poll the edge until it serves the endpoint, within the deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while chat("from-admin").await.unwrap().status() != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edge never served the endpoint created through the admin API"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.terminate();
+    assert!(node.exited().await.success());
+}
