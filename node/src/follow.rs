@@ -10,7 +10,6 @@
 use floodgate_cluster::ledger::LedgerState;
 use floodgate_cluster::secrets::Keyring;
 use futures::{Stream, StreamExt};
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::config::ledger::edge_config;
@@ -36,17 +35,16 @@ impl Follower {
 
     /// Waits for the first snapshot and returns its config (the edge binds its port only
     /// once it has something to serve), or `None` when the stream ended first.
-    pub async fn first<S>(&self, states: &mut S) -> Option<(u64, Config)>
+    pub async fn first<S>(&self, states: &mut S) -> Option<Config>
     where
         S: Stream<Item = LedgerState> + Unpin,
     {
         let state = states.next().await?;
-        Some((state.config_revision(), self.config(&state)))
+        Some(self.config(&state))
     }
 
-    /// Applies every later snapshot to `gateway` until the stream ends. `revision` is told
-    /// each applied config revision (tests and readiness wait on it).
-    pub async fn run<S>(self, mut states: S, gateway: Gateway, revision: watch::Sender<u64>)
+    /// Applies every later snapshot to `gateway` until the stream ends.
+    pub async fn run<S>(self, mut states: S, gateway: Gateway)
     where
         S: Stream<Item = LedgerState> + Unpin,
     {
@@ -61,7 +59,6 @@ impl Follower {
                 endpoints,
                 "applied the ledger's config"
             );
-            revision.send_replace(config_revision);
         }
     }
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use floodgate_cluster::admin::Admin;
 use floodgate_cluster::secrets::Keyring;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -141,7 +140,7 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                 let mut updates = Box::pin(futures::StreamExt::map(client.watch(0), |update| {
                     update.state
                 }));
-                let (_, config) = follower
+                let config = follower
                     .first(&mut updates)
                     .await
                     .ok_or(NodeError::NoConfig)?;
@@ -168,12 +167,11 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
             None => Gateway::new(local, providers, Arc::new(sink)),
         };
         if let Some((follower, updates)) = follower {
-            let (revision, _) = watch::channel(0);
             let target = gateway.clone();
             let stopped = stop.clone();
             tracker.spawn(async move {
                 tokio::select! {
-                    () = follower.run(updates, target, revision) => {}
+                    () = follower.run(updates, target) => {}
                     () = stopped.cancelled() => {}
                 }
             });
