@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use floodgate_cluster::admin::{Admin, AdminError};
@@ -34,27 +35,36 @@ pub const ADMIN_TOKEN_VAR: &str = "FLOODGATE_ADMIN_TOKEN";
 #[derive(Clone)]
 struct AdminState {
     admin: Admin,
-    token: Option<Arc<str>>,
 }
 
 /// The admin router over `admin`; `token`, when set, is required as a bearer token.
 pub fn router(admin: Admin, token: Option<String>) -> Router {
-    let state = AdminState {
-        admin,
-        token: token.map(Arc::from),
-    };
+    let token: Option<Arc<str>> = token.map(Arc::from);
     Router::new()
         .route("/admin/v1/status", get(status))
         .route("/admin/v1/keys", post(create_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
         .route("/admin/v1/{kind}", get(list).put(put))
         .route("/admin/v1/{kind}/{id}", get(one).delete(delete))
-        .with_state(state)
+        .with_state(AdminState { admin })
+        .layer(middleware::from_fn_with_state(token, require_token))
+}
+
+/// Refuses every call without the admin token, when one is required.
+async fn require_token(
+    State(token): State<Option<Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match denied(token.as_deref(), request.headers()) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
 }
 
 /// The refusal for a request without the admin token, when one is required.
-fn denied(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
-    let token = state.token.as_ref()?;
+fn denied(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let token = token?;
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -105,21 +115,11 @@ fn answer(result: Result<Value, AdminError>) -> Response {
     }
 }
 
-async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
+async fn status(State(state): State<AdminState>) -> Response {
     answer(state.admin.status().await.map(|status| json!(status)))
 }
 
-async fn list(
-    State(state): State<AdminState>,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
+async fn list(State(state): State<AdminState>, Path(kind): Path<String>) -> Response {
     answer(
         state
             .admin
@@ -131,11 +131,7 @@ async fn list(
 async fn one(
     State(state): State<AdminState>,
     Path((kind, id)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
     answer(
         state
             .admin
@@ -144,15 +140,7 @@ async fn one(
     )
 }
 
-async fn put(
-    State(state): State<AdminState>,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
+async fn put(State(state): State<AdminState>, Path(kind): Path<String>, body: Bytes) -> Response {
     answer(
         state
             .admin
@@ -165,11 +153,7 @@ async fn put(
 async fn delete(
     State(state): State<AdminState>,
     Path((kind, id)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
     answer(
         state
             .admin
@@ -179,10 +163,7 @@ async fn delete(
     )
 }
 
-async fn create_key(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
+async fn create_key(State(state): State<AdminState>, body: Bytes) -> Response {
     let body = if body.is_empty() {
         Bytes::from_static(b"{}")
     } else {
@@ -199,14 +180,7 @@ async fn create_key(State(state): State<AdminState>, headers: HeaderMap, body: B
     }))
 }
 
-async fn revoke_key(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = denied(&state, &headers) {
-        return denied;
-    }
+async fn revoke_key(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
     answer(
         state
             .admin
@@ -214,4 +188,55 @@ async fn revoke_key(
             .await
             .map(|one| json!({"object": one.object, "revision": one.revision})),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn guarded(token: Option<&str>) -> Router {
+        Router::new()
+            .route("/admin/v1/status", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(
+                token.map(Arc::<str>::from),
+                require_token,
+            ))
+    }
+
+    async fn status_code(router: Router, authorization: Option<&str>) -> StatusCode {
+        let mut request = http::Request::get("/admin/v1/status");
+        if let Some(value) = authorization {
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        router
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_required_token_must_be_presented_exactly() {
+        let token = Some("admin-secret");
+        assert_eq!(
+            status_code(guarded(token), None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_code(guarded(token), Some("Bearer wrong")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_code(guarded(token), Some("Bearer admin-secret")).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_token_configured_calls_pass() {
+        assert_eq!(status_code(guarded(None), None).await, StatusCode::OK);
+    }
 }
