@@ -187,6 +187,8 @@ fn serve_command(args: ServeArgs) -> ExitCode {
     };
     let ledger_role = args.roles.contains(&Role::Ledger);
     let edge = args.roles.contains(&Role::Edge);
+    let file_mode = !ledger_role && args.ledger.is_empty();
+    let mode = if file_mode { Mode::Serve } else { Mode::Ledger };
     let text = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some(text),
@@ -195,7 +197,7 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         None => None,
     };
     let local = match &text {
-        Some(text) => match config::load_str(text, Mode::Serve, &ProcessEnv) {
+        Some(text) => match config::load_str(text, mode, &ProcessEnv) {
             Ok(config) => config,
             Err(error) => {
                 let name = args
@@ -208,7 +210,7 @@ fn serve_command(args: ServeArgs) -> ExitCode {
                 ));
             }
         },
-        None => match config::load_str("{}", Mode::Serve, &ProcessEnv) {
+        None => match config::load_str("{}", mode, &ProcessEnv) {
             Ok(config) => config,
             Err(error) => return usage(format!("{error}")),
         },
@@ -217,7 +219,6 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         Ok(keyring) => keyring,
         Err(error) => return usage(error.to_string()),
     };
-    let file_mode = !ledger_role && args.ledger.is_empty();
     if file_mode && text.is_none() {
         return usage("give --config FILE, or --ledger URLS to follow a ledger".to_owned());
     }
@@ -247,7 +248,7 @@ fn serve_command(args: ServeArgs) -> ExitCode {
     start(Plan {
         local,
         declare: if ledger_role { text } else { None },
-        mode: Mode::Serve,
+        mode,
         watched: if file_mode { args.config } else { None },
         ledger,
         admin_listen: args.admin_listen,

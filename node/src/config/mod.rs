@@ -33,8 +33,11 @@ pub const DEV_CONFIG: &str = include_str!("dev.yaml");
 pub enum Mode {
     /// `floodgate dev`: no auth by default.
     Dev,
-    /// `floodgate serve`: keys required unless `auth: none`.
+    /// `floodgate serve` from a file alone: keys required unless `auth: none`.
     Serve,
+    /// `floodgate serve` with a ledger: keys required unless `auth: none`, and the file
+    /// need not list any, as the ledger holds them.
+    Ledger,
 }
 
 /// Why a config could not be loaded. Messages never contain environment-supplied values.

@@ -189,6 +189,7 @@ fn auth(
             Auth::None
         }
         (None, Mode::Dev) if keys.is_empty() => Auth::None,
+        (None, Mode::Ledger) => Auth::Keys(keys),
         _ if keys.is_empty() => {
             problems.add(
                 "auth",

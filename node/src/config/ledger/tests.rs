@@ -168,3 +168,15 @@ fn revoked_keys_are_not_served_and_key_owners_come_through() {
     };
     assert!(keys.find(&hash).is_none());
 }
+
+#[test]
+fn an_edge_following_a_ledger_needs_no_keys_in_its_file_yet_still_requires_them() {
+    let local = load_str("{}", Mode::Ledger, &Vars).unwrap();
+    let crate::config::Auth::Keys(keys) = &local.auth else {
+        panic!("an edge following a ledger must require gateway keys");
+    };
+    assert!(keys.is_empty());
+    let open = load_str("auth: none", Mode::Ledger, &Vars).unwrap();
+    assert!(matches!(open.auth, crate::config::Auth::None));
+    assert!(load_str("{}", Mode::Serve, &Vars).is_err());
+}
