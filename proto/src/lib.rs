@@ -17,6 +17,8 @@
 //! * `ConfigService` (`admin.proto`): the config admin API over ledger objects carried as
 //!   serde_json (`Put`, `Get`, `List`, `Delete` by kind), `CreateKey` / `RevokeKey` for
 //!   gateway keys, and `Status` (revisions, leader, membership, budget usage).
+//! * `UsageEvent` (`usage.proto`): one request's accounting as it travels from the edge
+//!   through the event log to the projector, wrapped in a versioned `EventEnvelope`.
 
 /// Package `floodgate.v1`.
 pub mod v1 {
