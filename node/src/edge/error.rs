@@ -26,6 +26,8 @@ pub enum ErrorCode {
     MissingApiKey,
     /// The presented gateway key is not valid.
     InvalidApiKey,
+    /// The presented gateway key was valid but its expiry has passed.
+    ExpiredApiKey,
     /// The key may not call this endpoint.
     EndpointNotAllowed,
     /// The endpoint's rate limit, or a minute-window request or token budget, is used up.
@@ -61,6 +63,7 @@ impl ErrorCode {
             Self::EndpointKindMismatch => "endpoint_kind_mismatch",
             Self::MissingApiKey => "missing_api_key",
             Self::InvalidApiKey => "invalid_api_key",
+            Self::ExpiredApiKey => "expired_api_key",
             Self::EndpointNotAllowed => "endpoint_not_allowed",
             Self::RateLimitExceeded => "rate_limit_exceeded",
             Self::BudgetExceeded => "budget_exceeded",
@@ -78,7 +81,9 @@ impl ErrorCode {
     /// OpenAI's error `type` for this code.
     fn error_type(self) -> &'static str {
         match self {
-            Self::MissingApiKey | Self::InvalidApiKey => "authentication_error",
+            Self::MissingApiKey | Self::InvalidApiKey | Self::ExpiredApiKey => {
+                "authentication_error"
+            }
             Self::EndpointNotAllowed => "permission_error",
             Self::RateLimitExceeded => "rate_limit_error",
             Self::BudgetExceeded => "insufficient_quota",
