@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 
 /// Captured output of one stream of the child.
-type Buffer = Arc<Mutex<String>>;
+pub(crate) type Buffer = Arc<Mutex<String>>;
 
 fn drain(stream: impl Read + Send + 'static) -> (Buffer, JoinHandle<()>) {
     let buffer = Buffer::default();
@@ -36,7 +36,7 @@ fn drain(stream: impl Read + Send + 'static) -> (Buffer, JoinHandle<()>) {
 }
 
 /// A running `floodgate` process.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     stdout: Buffer,
     stderr: Buffer,
@@ -48,7 +48,7 @@ struct Node {
 impl Node {
     /// Starts the binary with `args`; `env` is added to a copy of the test's environment
     /// from which the variables that change logging are removed.
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
         command.args(args);
@@ -81,7 +81,7 @@ impl Node {
         }
     }
 
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
@@ -91,7 +91,7 @@ impl Node {
 
     /// Waits for the "floodgate listening" log line and returns its address (JSON or text
     /// logs).
-    async fn listening(&mut self) -> SocketAddr {
+    pub(crate) async fn listening(&mut self) -> SocketAddr {
         let stdout = self.stdout.clone();
         let child = &mut self.child;
         wait_until("the `floodgate listening` line", || {
@@ -104,6 +104,12 @@ impl Node {
             listen_address(&stdout.lock().unwrap())
         })
         .await
+    }
+
+    /// Kills the process with SIGKILL and reaps it: no shutdown code runs.
+    pub(crate) fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("the killed process is reaped");
     }
 
     /// Sends SIGTERM.
@@ -184,11 +190,11 @@ fn usage_records(output: &str) -> Vec<Value> {
 }
 
 /// Reserves a free loopback port and returns the listener holding it.
-fn reserve_port() -> TcpListener {
+pub(crate) fn reserve_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()

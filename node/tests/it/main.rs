@@ -8,6 +8,7 @@
 mod common;
 
 mod binary;
+mod cluster;
 mod config_files;
 mod errors;
 mod keys;

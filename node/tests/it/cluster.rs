@@ -1,0 +1,421 @@
+//! A whole cluster as an operator runs it from the README: three ledger members and two
+//! edges, each its own `floodgate serve` process on loopback, sled in temp dirs, one mock
+//! OpenAI upstream. Members are killed with SIGKILL. The test follows one story:
+//!
+//! 1. the members form the ledger from `--init` and apply the config file's declarations;
+//!    edge A follows every member, edge B follows only member 3;
+//! 2. a key and an endpoint created through member 1's admin API reach edge B (attached to
+//!    member 3), and a key whose expiry has passed is refused there;
+//! 3. both edges drive one request budget to exhaustion: the upstream served exactly the
+//!    admitted requests, never more than the limit, and the ledger settled exactly that;
+//! 4. the leader is killed: a new one is elected, writes through a survivor reach the
+//!    edges, and the restarted member catches up;
+//! 5. the whole ledger is killed: both edges keep serving from their last config; when the
+//!    members come back, a change reaches both edges again.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::binary::{Node, reserve_port, write};
+use crate::common::client;
+use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+
+/// The gateway key declared in the file.
+const KEY: &str = "fg-cluster-test-key-0123456789";
+/// The request budget on endpoint `metered`.
+const LIMIT: u64 = 24;
+/// How long cluster-level changes (elections, restarts, watch reconnects) may take.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One ledger member: its process (when running), id, ports and data dir.
+struct Member {
+    id: u64,
+    grpc: SocketAddr,
+    admin: SocketAddr,
+    data: PathBuf,
+    process: Option<Node>,
+}
+
+impl Member {
+    fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}/admin/v1/{path}", self.admin)
+    }
+
+    /// Starts (or restarts, on the same ports and data) the member process.
+    fn start(&mut self, init: &str, config: &str, env: &[(&str, &str)]) {
+        let (id, grpc, admin) = (
+            self.id.to_string(),
+            self.grpc.to_string(),
+            self.admin.to_string(),
+        );
+        let data = self.data.to_str().unwrap().to_owned();
+        self.process = Some(Node::spawn(
+            &[
+                "serve",
+                "--roles",
+                "ledger",
+                "--node-id",
+                &id,
+                "--data-dir",
+                &data,
+                "--ledger-listen",
+                &grpc,
+                "--admin-listen",
+                &admin,
+                "--init",
+                init,
+                "--config",
+                config,
+            ],
+            env,
+        ));
+    }
+
+    fn kill(&mut self) {
+        self.process.take().expect("the member runs").kill_hard();
+    }
+
+    /// The member's status, when its admin API answers.
+    async fn status(&self) -> Option<Value> {
+        let response = client()
+            .get(self.admin_url("status"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())?;
+        response.json().await.ok()
+    }
+}
+
+/// Polls an async check every 20 ms until it yields, failing after `deadline`.
+async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends one chat request to `edge` for endpoint `model` with `key`; the status and body.
+async fn chat(edge: SocketAddr, model: &str, key: &str) -> (u16, Value) {
+    let response = client()
+        .post(format!("http://{edge}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "hello cluster"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `edge` answers `model` with `status`.
+async fn serves(edge: SocketAddr, model: &str, key: &str, status: u16) {
+    eventually(
+        &format!("{edge} to answer {model} with {status}"),
+        CLUSTER_DEADLINE,
+        || async move { (chat(edge, model, key).await.0 == status).then_some(()) },
+    )
+    .await;
+}
+
+/// An endpoint object for the admin API, pointing at the mock upstream through the
+/// credential `upstream` stored through the admin API.
+fn endpoint(name: &str, base: &str) -> Value {
+    json!({"name": name, "kind": "chat", "targets": [{
+        "provider": "openai", "model": "gpt-test", "api_base": base,
+        "credential": {"stored": {"name": "upstream"}}, "weight": 1, "max_tokens": null, "price": null}]})
+}
+
+/// Puts an endpoint through `member`'s admin API, retrying while the cluster has no leader.
+async fn put_endpoint(member: &Member, name: &str, base: &str) {
+    let body = endpoint(name, base);
+    eventually(
+        &format!("member {} to accept endpoint {name}", member.id),
+        CLUSTER_DEADLINE,
+        || {
+            let body = body.clone();
+            async move {
+                let response = client()
+                    .put(member.admin_url("endpoint"))
+                    .json(&body)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .ok()?;
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                assert!(
+                    status.is_success() || status == 503,
+                    "endpoint {name} refused with {status}: {text}"
+                );
+                status.is_success().then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+fn gateway_yaml(base: &str) -> String {
+    format!(
+        r#"
+teams: [{{ id: ml, name: Machine learning }}]
+keys:
+  - {{ id: ci, key: "{KEY}", team: ml }}
+endpoints:
+  - name: chat
+    kind: chat
+    targets: [{{ provider: openai, model: gpt-test, api_base: "{base}", credentials: {{ api_key: "{UPSTREAM_KEY}" }} }}]
+  - name: metered
+    kind: chat
+    targets: [{{ provider: openai, model: gpt-test, api_base: "{base}", credentials: {{ api_key: "{UPSTREAM_KEY}" }} }}]
+budgets:
+  - {{ id: metered-total, limit_requests: {LIMIT}, window: total, scope: {{ endpoint: metered }} }}
+"#
+    )
+}
+
+fn start_edge(dir: &Path, name: &str, ledger: &[&Member], env: &[(&str, &str)]) -> Node {
+    let config = write(dir, &format!("{name}.yaml"), "listen: 127.0.0.1:0\n");
+    let urls: Vec<String> = ledger.iter().map(|m| m.url()).collect();
+    Node::spawn(
+        &[
+            "serve",
+            "--roles",
+            "edge",
+            "--config",
+            &config,
+            "--ledger",
+            &urls.join(","),
+        ],
+        env,
+    )
+}
+
+/// The leader's id as `member` reports it, when it knows one.
+async fn leader(member: &Member) -> Option<u64> {
+    member.status().await?["leader_id"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_and_two_edges_survive_losing_members() {
+    let upstream = Upstream::start().await;
+    let base = upstream.base();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let env = [
+        ("FLOODGATE_KEK", kek.as_str()),
+        ("FLOODGATE_LOG_FORMAT", "json"),
+    ];
+    let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&base));
+
+    // 1. Three members from the README's commands.
+    let ports: Vec<_> = (0..6).map(|_| reserve_port()).collect();
+    let addrs: Vec<SocketAddr> = ports.iter().map(|l| l.local_addr().unwrap()).collect();
+    drop(ports);
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| Member {
+            id: i as u64 + 1,
+            grpc: addrs[i],
+            admin: addrs[i + 3],
+            data: dir.path().join(format!("ledger-{}", i + 1)),
+            process: None,
+        })
+        .collect();
+    let init = members
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    for member in &mut members {
+        member.start(&init, &config, &env);
+    }
+    let mut edge_a = start_edge(
+        dir.path(),
+        "edge-a",
+        &members.iter().collect::<Vec<_>>(),
+        &env,
+    );
+    let mut edge_b = start_edge(dir.path(), "edge-b", &[&members[2]], &env);
+    let (a, b) = (edge_a.listening().await, edge_b.listening().await);
+    for edge in [a, b] {
+        serves(edge, "chat", KEY, 200).await;
+        let (status, body) = chat(edge, "chat", "fg-not-a-key").await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+
+    // 2. Changes through member 1 reach edge B, which only knows member 3.
+    let credential = client()
+        .put(members[0].admin_url("credential"))
+        .json(&json!({"name": "upstream", "kind": "api_key", "api_key": UPSTREAM_KEY}))
+        .send()
+        .await
+        .unwrap();
+    assert!(credential.status().is_success());
+    let shown = credential.text().await.unwrap();
+    assert!(
+        !shown.contains(UPSTREAM_KEY),
+        "the credential is only shown masked: {shown}"
+    );
+    put_endpoint(&members[0], "added", &base).await;
+    serves(b, "added", KEY, 200).await;
+    let created: Value = client()
+        .post(members[0].admin_url("keys"))
+        .json(&json!({"id": "fresh", "team": "ml"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = created["key"]
+        .as_str()
+        .expect("the key is shown once")
+        .to_owned();
+    serves(b, "chat", &fresh, 200).await;
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 3_000;
+    let expired: Value = client()
+        .post(members[0].admin_url("keys"))
+        .json(&json!({"id": "expiring", "team": "ml", "expires_at": expiry}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expired = expired["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{expired}"))
+        .to_owned();
+    serves(b, "chat", &expired, 200).await;
+    serves(b, "chat", &expired, 401).await;
+    assert_eq!(
+        chat(b, "chat", &expired).await.1["error"]["code"],
+        "expired_api_key"
+    );
+    let revoked = client()
+        .post(members[0].admin_url("keys/fresh/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    serves(b, "chat", &fresh, 401).await;
+    serves(a, "chat", &fresh, 401).await;
+
+    // 3. One request budget, driven from both edges.
+    let before = upstream.count();
+    let (mut served, mut refused) = (0u64, 0u64);
+    for i in 0..(LIMIT + 16) {
+        let edge = if i % 2 == 0 { a } else { b };
+        let (status, body) = chat(edge, "metered", KEY).await;
+        match status {
+            200 => served += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let upstream_served = (upstream.count() - before) as u64;
+    assert!(served <= LIMIT, "{served} served over a limit of {LIMIT}");
+    assert_eq!(served + refused, LIMIT + 16);
+    assert!(refused >= 16, "only {refused} refused");
+    assert_eq!(
+        upstream_served, served,
+        "the upstream saw exactly the admitted requests"
+    );
+    let settled = eventually(
+        "the ledger to settle every admitted request",
+        CLUSTER_DEADLINE,
+        || async {
+            let status = members[1].status().await?;
+            let budget = status["budgets"]
+                .as_array()?
+                .iter()
+                .find(|b| b["id"] == "metered-total")?
+                .clone();
+            (budget["settled"].as_u64()? == served).then_some(budget)
+        },
+    )
+    .await;
+    assert_eq!(settled["overrun"], 0);
+
+    // 4. Lose the leader.
+    let old_leader = eventually("a leader", CLUSTER_DEADLINE, || leader(&members[0])).await;
+    let lost = usize::try_from(old_leader - 1).unwrap();
+    members[lost].kill();
+    let survivor = (lost + 1) % 3;
+    let new_leader = eventually("a new leader", CLUSTER_DEADLINE, || async {
+        leader(&members[survivor])
+            .await
+            .filter(|id| *id != old_leader)
+    })
+    .await;
+    assert_ne!(new_leader, old_leader);
+    put_endpoint(&members[survivor], "after-failover", &base).await;
+    serves(a, "after-failover", KEY, 200).await;
+    if lost != 2 {
+        serves(b, "after-failover", KEY, 200).await;
+    }
+    for edge in [a, b] {
+        serves(edge, "chat", KEY, 200).await;
+    }
+    members[lost].start(&init, &config, &env);
+    let target = members[survivor].status().await.unwrap()["config_revision"].clone();
+    eventually(
+        "the restarted member to catch up",
+        CLUSTER_DEADLINE,
+        || async {
+            let status = members[lost].status().await?;
+            (status["config_revision"] == target).then_some(())
+        },
+    )
+    .await;
+    serves(b, "after-failover", KEY, 200).await;
+
+    // 5. Lose the whole ledger: the edges keep serving their last config.
+    for member in &mut members {
+        member.kill();
+    }
+    for _ in 0..3 {
+        for edge in [a, b] {
+            let (status, body) = chat(edge, "after-failover", KEY).await;
+            assert_eq!(
+                status, 200,
+                "an edge stopped serving without its ledger: {body}"
+            );
+        }
+    }
+    for member in &mut members {
+        member.start(&init, &config, &env);
+    }
+    put_endpoint(&members[0], "after-outage", &base).await;
+    serves(a, "after-outage", KEY, 200).await;
+    serves(b, "after-outage", KEY, 200).await;
+}
