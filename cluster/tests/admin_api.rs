@@ -524,7 +524,7 @@ async fn a_created_key_is_shown_once_and_authenticates_on_every_member() {
 struct KnownProviders;
 
 impl EndpointValidator for KnownProviders {
-    fn check(&self, spec: &EndpointSpec) -> Result<(), Vec<FieldError>> {
+    fn check(&self, spec: &EndpointSpec, _: &LedgerState) -> Result<(), Vec<FieldError>> {
         let errors: Vec<FieldError> = spec
             .targets
             .iter()

@@ -544,6 +544,87 @@ fn alert_budgets_fire_once_per_window() {
 }
 
 #[test]
+fn a_crossed_alert_waits_for_its_webhook_until_delivered_once_per_window() {
+    let mut state = exact_ledger();
+    let mut spec = budget("watch", 100, Window::Hour, Action::Alert);
+    spec.webhook = Some("https://hooks.example.com/T000/secret".into());
+    ok(&mut state, Command::PutBudget(spec.clone()), T0);
+    let lease = granted(ok(&mut state, ask("watch", "edge-1", 500), T0));
+    ok(&mut state, settle(lease.id, 60, false), T0);
+    assert!(state.pending_alerts().is_empty(), "not crossed yet");
+    ok(&mut state, settle(lease.id, 60, false), T0);
+    let window_start = Window::Hour.start(T0);
+    let pending = state.pending_alerts();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].webhook, "https://hooks.example.com/T000/secret");
+    assert_eq!(pending[0].alert.settled, 120);
+    let body = serde_json::to_value(&pending[0]).unwrap();
+    assert_eq!(body["budget"], "watch");
+    assert_eq!(body["limit"], 100);
+    assert!(
+        body.get("webhook").is_none(),
+        "the URL stays out of the body"
+    );
+
+    // A delivery for another window changes nothing; the right one clears it for good.
+    let stale = Command::AlertDelivered {
+        budget: "watch".into(),
+        window_start: window_start - 1,
+    };
+    assert_eq!(
+        ok(&mut state, stale, T0),
+        Effect::Written { changed: false }
+    );
+    assert_eq!(state.pending_alerts().len(), 1);
+    let delivered = Command::AlertDelivered {
+        budget: "watch".into(),
+        window_start,
+    };
+    assert_eq!(
+        ok(&mut state, delivered.clone(), T0),
+        Effect::Written { changed: true }
+    );
+    assert!(state.pending_alerts().is_empty());
+    assert_eq!(
+        ok(&mut state, delivered, T0),
+        Effect::Written { changed: false }
+    );
+    ok(&mut state, settle(lease.id, 60, true), T0);
+    assert!(state.pending_alerts().is_empty(), "once per window");
+
+    // The next window fires (and waits) again.
+    let next_hour = Window::Hour.bounds(T0).1;
+    let lease = granted(ok(&mut state, ask("watch", "edge-1", 150), next_hour));
+    ok(&mut state, Command::ExpireLeases, lease.expires_at);
+    assert_eq!(state.pending_alerts()[0].alert.window_start, next_hour);
+
+    // Without a webhook nothing waits.
+    spec.webhook = None;
+    ok(&mut state, Command::PutBudget(spec), lease.expires_at);
+    assert!(state.pending_alerts().is_empty());
+}
+
+#[test]
+fn webhooks_are_http_urls_on_alert_budgets_only() {
+    let mut state = exact_ledger();
+    for (action, url) in [
+        (Action::Reject, "https://hooks.example.com/x"),
+        (Action::Alert, "ftp://hooks.example.com/x"),
+        (Action::Alert, "https://"),
+        (Action::Alert, "https://hooks.example.com/a b"),
+    ] {
+        let mut spec = budget("watch", 100, Window::Hour, action);
+        spec.webhook = Some(url.into());
+        let error = err(&mut state, Command::PutBudget(spec), T0);
+        assert!(
+            matches!(&error, LedgerError::Invalid { field, .. } if field == "budget.webhook"),
+            "{url}: {error:?}"
+        );
+    }
+    assert!(state.budgets().is_empty());
+}
+
+#[test]
 fn set_lease_policy_is_validated() {
     let mut state = LedgerState::new();
     assert!(matches!(

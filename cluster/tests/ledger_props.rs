@@ -119,6 +119,7 @@ fn spec(index: usize, setup: &BudgetSetup, limit: u64) -> BudgetSpec {
         } else {
             Action::Reject
         },
+        webhook: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn budget(id: &str, limit: u64) -> Command {
         window: Window::Total,
         scope: Scope::default(),
         action: Action::Reject,
+        webhook: None,
     })
 }
 

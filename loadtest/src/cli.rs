@@ -2,12 +2,13 @@
 //! Parses and validates values, then hands over to [`crate::upstream`] and [`crate::load`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::ledger::LedgerBench;
 use crate::load::{Mode, RunConfig};
 use crate::spec::{Latency, Stall, parse_duration, probability};
 use crate::upstream::{Upstream, UpstreamConfig};
@@ -28,6 +29,28 @@ pub enum Command {
     Upstream(UpstreamArgs),
     /// Offer load to one or more OpenAI-compatible base URLs and report latencies.
     Run(RunArgs),
+    /// Measure the Raft ledger: writes per second and lease grant latency.
+    Ledger(LedgerArgs),
+}
+
+/// Options of `floodgate-loadtest ledger`.
+#[derive(Debug, clap::Args)]
+pub struct LedgerArgs {
+    /// Ledger members started in this process.
+    #[arg(long, default_value_t = 3)]
+    pub members: u64,
+    /// Concurrent clients; one measured run per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Measured time per concurrency level.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time before each level.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Options of `floodgate-loadtest upstream`.
@@ -155,14 +178,29 @@ impl Cli {
                 Command::Run(args) => {
                     let report = crate::load::run(args.config()).await?;
                     print!("{report}");
-                    if let Some(path) = &args.json {
-                        let json = serde_json::to_vec_pretty(&report)?;
-                        std::fs::write(path, json)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                    }
-                    Ok(())
+                    write_json(args.json.as_deref(), &report)
+                }
+                Command::Ledger(args) => {
+                    let report = crate::ledger::run(&LedgerBench {
+                        members: args.members,
+                        concurrency: args.concurrency.clone(),
+                        duration: args.duration,
+                        warmup: args.warmup,
+                    })
+                    .await?;
+                    print!("{}", report.table());
+                    write_json(args.json.as_deref(), &report)
                 }
             }
         })
     }
+}
+
+/// Writes `report` as pretty JSON to `path`, when one was given.
+fn write_json(path: Option<&Path>, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_vec_pretty(report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -7,12 +7,15 @@
 //! * [`load`]: the load generator (`floodgate-loadtest run`): open loop at a constant
 //!   arrival rate, latency measured from each request's *intended* send time
 //!   (coordinated-omission correct), or closed loop at a fixed concurrency.
+//! * [`ledger`]: the Raft ledger's benchmark (`floodgate-loadtest ledger`): writes per
+//!   second and lease grant and settle latency against real in-process members.
 //! * [`report`]: the histograms' summary, the human table and the JSON report.
 //! * [`spec`]: parsing of the small command-line value languages (latency distributions,
 //!   stalls).
 //! * [`cli`]: the command line; `main.rs` only parses it and calls [`cli::Cli::run`].
 
 pub mod cli;
+pub mod ledger;
 pub mod load;
 pub mod report;
 pub mod spec;

@@ -19,6 +19,7 @@
 //! * [`secret`] — strings that never print themselves.
 
 pub mod admin_http;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod ctl;

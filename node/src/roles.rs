@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_cluster::client::{ClientConfig, ClientError, LedgerClient};
@@ -12,6 +13,8 @@ use floodgate_cluster::consensus::{LedgerNodeError, NodeId};
 use floodgate_cluster::secrets::Keyring;
 use floodgate_cluster::{LedgerNode, LedgerNodeConfig};
 
+use crate::alerts::WebhookSender;
+use crate::config::ledger::EdgeValidator;
 use crate::config::{self, ConfigError, Env, Mode};
 
 /// How long applying the config file keeps retrying while the ledger has no leader or
@@ -45,19 +48,26 @@ pub enum RoleError {
     /// The config file is invalid (or its credentials cannot be sealed).
     #[error("invalid configuration\n{0}")]
     Config(#[from] ConfigError),
+    /// The webhook client could not be built.
+    #[error("cannot build the alert webhook client: {0}")]
+    Webhook(#[from] reqwest::Error),
     /// The ledger refused the file's declarations.
     #[error("the ledger refused the config file: {0}")]
     Refused(String),
 }
 
-/// Starts a ledger member; forms the cluster when `role.init` says so and this member has
-/// never belonged to one.
+/// Starts a ledger member whose admin API checks endpoints with `validator` and which,
+/// while it leads, calls budget alert webhooks; forms the cluster when `role.init` says so
+/// and this member has never belonged to one.
 pub async fn start_ledger(
     role: &LedgerRole,
     keyring: Option<Keyring>,
+    validator: Arc<EdgeValidator>,
 ) -> Result<LedgerNode, RoleError> {
     let mut config = LedgerNodeConfig::new(role.id, &role.data_dir, role.listen);
     config.keyring = keyring;
+    config.validator = Some(validator);
+    config.alerts = Some(Arc::new(WebhookSender::new()?));
     let node = LedgerNode::start(config).await?;
     if let Some(voters) = &role.init {
         let initialized = node

@@ -19,6 +19,7 @@ use floodgate_cluster::secrets::Keyring;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ledger::EdgeValidator;
 use crate::config::{self, Config, Mode, ProcessEnv};
 use crate::edge::Gateway;
 use crate::edge::quota::ledger::QuotaLedger;
@@ -92,8 +93,11 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
     let stop = CancellationToken::new();
     let grace = plan.local.shutdown_grace;
 
+    let validator = Arc::new(EdgeValidator::new(plan.keyring.clone(), plan.local.clone()));
     let member = match &plan.ledger {
-        Some(role) => Some(roles::start_ledger(role, plan.keyring.clone()).await?),
+        Some(role) => {
+            Some(roles::start_ledger(role, plan.keyring.clone(), validator.clone()).await?)
+        }
         None => None,
     };
     let mut urls = plan.ledger_urls.clone();
@@ -106,7 +110,11 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
         Some(roles::client(urls)?)
     };
     if let (Some(member), Some(addr)) = (&member, plan.admin_listen) {
-        let admin = Admin::new(member.handle().clone(), plan.keyring.clone(), None);
+        let admin = Admin::new(
+            member.handle().clone(),
+            plan.keyring.clone(),
+            Some(validator),
+        );
         let token = std::env::var(admin_http::ADMIN_TOKEN_VAR).ok();
         if token.is_none() && !addr.ip().is_loopback() {
             tracing::error!(%addr, "the admin API binds beyond loopback only with {} set", admin_http::ADMIN_TOKEN_VAR);

@@ -67,8 +67,9 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Checks an endpoint beyond the ledger's own rules before it is proposed: the node crate
 /// implements it with the edge's config validator (providers, options, routing).
 pub trait EndpointValidator: Send + Sync + fmt::Debug {
-    /// Every problem with `spec`, by field; `Ok` when the edge can serve it.
-    fn check(&self, spec: &EndpointSpec) -> Result<(), Vec<FieldError>>;
+    /// Every problem with `spec`, by field, read against the member's applied `state`
+    /// (for the credentials it names); `Ok` when an edge can serve it.
+    fn check(&self, spec: &EndpointSpec, state: &LedgerState) -> Result<(), Vec<FieldError>>;
 }
 
 /// The config admin API over one ledger member. Cheap to clone.
@@ -261,8 +262,10 @@ impl Admin {
             Kind::Endpoint => {
                 let spec: EndpointSpec = input::decode_strict(kind, bytes)?;
                 if let Some(validator) = &self.validator {
-                    validator
-                        .check(&spec)
+                    self.handle
+                        .reader()
+                        .read(|state| validator.check(&spec, state))
+                        .map_err(AdminError::internal)?
                         .map_err(|errors| AdminError::InvalidArgument { errors })?;
                 }
                 let id = spec.name.clone();

@@ -1,5 +1,6 @@
 //! [`ExpiryTimer`]: the member's background task that, while the member leads, proposes
-//! `Command::ExpireLeases` when there is something to expire.
+//! `Command::ExpireLeases` when there is something to expire, then delivers pending budget
+//! alerts to their webhooks (see [`super::alerts`]).
 //!
 //! Every tick it checks the member's own applied state first
 //! ([`LedgerState::expiry_due`](crate::LedgerState::expiry_due): a live lease past its
@@ -8,6 +9,7 @@
 //! so every member charges the same leases. Stopped by [`ExpiryTimer::stop`] (from
 //! `LedgerNode::shutdown`), also in the middle of a proposal. Owns no ledger semantics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::LedgerHandle;
+use super::alerts::{AlertSender, deliver_pending};
 use super::now_millis;
 use crate::Command;
 use crate::ledger::Effect;
@@ -27,10 +30,15 @@ pub struct ExpiryTimer {
 }
 
 impl ExpiryTimer {
-    /// Starts the timer for `handle`'s member, checking every `every` (must be non-zero).
-    pub fn start(handle: LedgerHandle, every: Duration) -> Self {
+    /// Starts the timer for `handle`'s member, checking every `every` (must be non-zero);
+    /// alerts go through `alerts` (without one they stay pending).
+    pub fn start(
+        handle: LedgerHandle,
+        every: Duration,
+        alerts: Option<Arc<dyn AlertSender>>,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(handle, every, stopped));
+        let task = tokio::spawn(run(handle, every, alerts, stopped));
         Self {
             stop: Some(stop),
             task,
@@ -49,7 +57,12 @@ impl ExpiryTimer {
     }
 }
 
-async fn run(handle: LedgerHandle, every: Duration, mut stopped: oneshot::Receiver<()>) {
+async fn run(
+    handle: LedgerHandle,
+    every: Duration,
+    alerts: Option<Arc<dyn AlertSender>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -61,12 +74,23 @@ async fn run(handle: LedgerHandle, every: Duration, mut stopped: oneshot::Receiv
             _ = &mut stopped => return,
             () = expire_if_due(&handle) => {}
         }
+        let (Some(sender), true) = (&alerts, leads(&handle)) else {
+            continue;
+        };
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = deliver_pending(&handle, sender.as_ref()) => {}
+        }
     }
+}
+
+fn leads(handle: &LedgerHandle) -> bool {
+    handle.raft().metrics().borrow().state == ServerState::Leader
 }
 
 /// One tick: propose `ExpireLeases` if this member leads and its state has something due.
 async fn expire_if_due(handle: &LedgerHandle) {
-    if handle.raft().metrics().borrow().state != ServerState::Leader {
+    if !leads(handle) {
         return;
     }
     match handle.reader().read(|state| state.expiry_due(now_millis())) {

@@ -22,6 +22,7 @@
 //! This module owns no ledger semantics (that is [`crate::ledger`]) and no bytes on disk
 //! (that is the `store` crate).
 
+pub mod alerts;
 pub mod channels;
 pub mod error;
 pub mod expiry;
@@ -40,6 +41,7 @@ use openraft::BasicNode;
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use self::alerts::AlertSender;
 pub use self::channels::Channels;
 pub use self::error::LEADER_METADATA;
 pub use self::error::LedgerNodeError;

@@ -33,6 +33,7 @@ use super::LedgerHandle;
 use super::LedgerNodeError;
 use super::NodeId;
 use super::TypeConfig;
+use super::alerts::AlertSender;
 use super::expiry::ExpiryTimer;
 use super::network::GrpcNetworkFactory;
 use super::server::LedgerGrpc;
@@ -70,8 +71,12 @@ pub struct LedgerNodeConfig {
     /// Checks endpoints written through the `ConfigService` (the edge's validator).
     pub validator: Option<Arc<dyn EndpointValidator>>,
     /// How often the leader checks whether leases or budget windows are due for
-    /// `ExpireLeases` (non-zero; [`DEFAULT_EXPIRE_EVERY`] by default).
+    /// `ExpireLeases` and sends pending budget alerts (non-zero; [`DEFAULT_EXPIRE_EVERY`]
+    /// by default).
     pub expire_every: Duration,
+    /// Delivers budget alerts to their webhooks while this member leads (none: alerts stay
+    /// pending until a member with a sender leads).
+    pub alerts: Option<Arc<dyn AlertSender>>,
 }
 
 impl LedgerNodeConfig {
@@ -87,6 +92,7 @@ impl LedgerNodeConfig {
             expire_every: DEFAULT_EXPIRE_EVERY,
             keyring: None,
             validator: None,
+            alerts: None,
         }
     }
 }
@@ -136,7 +142,7 @@ impl LedgerNode {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         }));
-        let expiry = ExpiryTimer::start(handle.clone(), config.expire_every);
+        let expiry = ExpiryTimer::start(handle.clone(), config.expire_every, config.alerts);
         tracing::info!(id = config.id, %addr, "ledger member started");
         Ok(Self {
             handle,

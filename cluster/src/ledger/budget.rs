@@ -120,7 +120,14 @@ pub struct BudgetSpec {
     pub scope: Scope,
     /// What happens at the limit.
     pub action: Action,
+    /// For `alert` budgets: the `http(s)://` URL the ledger's leader POSTs the alert to,
+    /// once per window, at the first crossing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
+
+/// The longest webhook URL accepted.
+const MAX_WEBHOOK_LEN: usize = 2048;
 
 /// A budget's usage in its current window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +144,10 @@ pub struct WindowUsage {
     pub overrun: u64,
     /// Whether this window's alert already fired.
     pub alerted: bool,
+    /// Whether this window's alert reached the budget's webhook (the leader records it
+    /// after the webhook answered 2xx, so a new leader does not call it again).
+    #[serde(default)]
+    pub alert_delivered: bool,
 }
 
 impl WindowUsage {
@@ -149,6 +160,7 @@ impl WindowUsage {
             outstanding: 0,
             overrun: 0,
             alerted: false,
+            alert_delivered: false,
         }
     }
 
@@ -224,6 +236,7 @@ pub(super) fn put_budget(
 ) -> Result<Change, LedgerError> {
     check_id("budget.id", &spec.id)?;
     check_scope(state, &spec.scope)?;
+    check_webhook(&spec)?;
     let Some(existing) = state.budgets.get(&spec.id) else {
         let usage = WindowUsage::fresh(spec.window, now);
         state.budgets.insert(
@@ -269,6 +282,50 @@ pub(super) fn put_budget(
         budget.spec = spec;
     }
     Ok(Change::Config)
+}
+
+/// A webhook belongs to an `alert` budget and is an absolute `http(s)://` URL.
+fn check_webhook(spec: &BudgetSpec) -> Result<(), LedgerError> {
+    let Some(url) = &spec.webhook else {
+        return Ok(());
+    };
+    let invalid = |reason: &str| LedgerError::Invalid {
+        field: "budget.webhook".into(),
+        reason: reason.into(),
+    };
+    if spec.action != Action::Alert {
+        return Err(invalid("only `alert` budgets call a webhook"));
+    }
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("must start with http:// or https://"))?;
+    if host.is_empty() || host.starts_with('/') {
+        return Err(invalid("has no host"));
+    }
+    if url.len() > MAX_WEBHOOK_LEN || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("is not a valid URL"));
+    }
+    Ok(())
+}
+
+/// Records that the alert of `budget`'s window starting at `window_start` reached its
+/// webhook; a stale window (already rolled) changes nothing.
+pub(super) fn alert_delivered(
+    state: &mut LedgerState,
+    budget: &str,
+    window_start: UnixMillis,
+) -> Result<Change, LedgerError> {
+    let budget = state
+        .budgets
+        .get_mut(budget)
+        .ok_or_else(|| LedgerError::not_found(ObjectKind::Budget, budget))?;
+    let usage = &mut budget.usage;
+    if usage.window_start != window_start || !usage.alerted || usage.alert_delivered {
+        return Ok(Change::None);
+    }
+    usage.alert_delivered = true;
+    Ok(Change::Lease)
 }
 
 pub(super) fn delete_budget(state: &mut LedgerState, id: &str) -> Result<Change, LedgerError> {

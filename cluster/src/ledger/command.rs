@@ -86,6 +86,14 @@ pub enum Command {
         /// The settlements, applied in order.
         settlements: Vec<Settlement>,
     },
+    /// Records that an alert reached its budget's webhook (the leader proposes it after the
+    /// webhook answered), so no leader calls it again for that window.
+    AlertDelivered {
+        /// The budget.
+        budget: String,
+        /// The window whose alert was delivered.
+        window_start: UnixMillis,
+    },
     /// Rolls every budget into the current window and charges in full every lease whose
     /// expiry has passed (at the entry's time). The leader proposes it periodically.
     ExpireLeases,
@@ -116,6 +124,7 @@ impl Command {
             Self::SetLeasePolicy(_) => "set_lease_policy",
             Self::GrantLease(_) => "grant_lease",
             Self::Settle { .. } => "settle",
+            Self::AlertDelivered { .. } => "alert_delivered",
             Self::ExpireLeases => "expire_leases",
             Self::Batch(_) => "batch",
         }

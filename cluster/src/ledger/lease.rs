@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::budget::{Action, Budget, WindowUsage};
+use super::budget::{Action, Budget, Metric, WindowUsage};
 use super::config::check_id;
 use super::error::{LedgerError, ObjectKind};
 use super::window::UnixMillis;
@@ -209,6 +209,22 @@ pub struct Alert {
     pub settled: u64,
     /// The limit crossed.
     pub limit: u64,
+}
+
+/// An alert waiting for its webhook (see [`LedgerState::pending_alerts`]): what the leader
+/// POSTs, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAlert {
+    /// Where to send it.
+    #[serde(skip)]
+    pub webhook: String,
+    /// The crossing.
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// End of the window (exclusive).
+    pub window_end: UnixMillis,
+    /// What the budget counts.
+    pub metric: Metric,
 }
 
 /// Moves a budget into the window containing `now`: a new window starts with nothing

@@ -45,8 +45,8 @@ pub use error::{LedgerError, ObjectKind};
 pub use invariants::InvariantViolation;
 pub use keys::{GatewayKey, GeneratedKey, KeyHash, KeyRejected, NewKey, generate_key};
 pub use lease::{
-    Alert, ExpiredLease, Lease, LeaseId, LeasePolicy, LeaseRequest, Refusal, SettleResult,
-    Settlement, lease_size,
+    Alert, ExpiredLease, Lease, LeaseId, LeasePolicy, LeaseRequest, PendingAlert, Refusal,
+    SettleResult, Settlement, lease_size,
 };
 pub use window::{UnixMillis, Window};
 
@@ -191,6 +191,10 @@ fn apply_one(
             let (results, alerts, change) = lease::settle(state, settlements, now);
             return Ok((Effect::Settled { results, alerts }, change));
         }
+        Command::AlertDelivered {
+            budget,
+            window_start,
+        } => budget::alert_delivered(state, &budget, window_start)?,
         Command::ExpireLeases => {
             let (leases, alerts, change) = lease::expire(state, now);
             return Ok((Effect::Expired { leases, alerts }, change));
@@ -266,6 +270,28 @@ impl LedgerState {
     /// budget's window has passed. Cheap, and reads only.
     pub fn expiry_due(&self, now: UnixMillis) -> bool {
         lease::expiry_due(self, now.max(self.clock))
+    }
+
+    /// Alerts that fired in their budget's current window and still wait for their
+    /// webhook: `alert` budgets with a webhook, crossed, not yet delivered.
+    pub fn pending_alerts(&self) -> Vec<PendingAlert> {
+        self.budgets
+            .values()
+            .filter(|b| b.usage.alerted && !b.usage.alert_delivered)
+            .filter_map(|b| {
+                Some(PendingAlert {
+                    webhook: b.spec.webhook.clone()?,
+                    alert: Alert {
+                        budget: b.spec.id.clone(),
+                        window_start: b.usage.window_start,
+                        settled: b.usage.settled,
+                        limit: b.spec.limit,
+                    },
+                    window_end: b.usage.window_end,
+                    metric: b.spec.metric,
+                })
+            })
+            .collect()
     }
 
     /// The lease sizing policy.

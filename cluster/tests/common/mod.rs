@@ -60,6 +60,7 @@ pub fn budget(id: &str, limit: u64, window: Window, action: Action) -> BudgetSpe
         window,
         scope: Scope::default(),
         action,
+        webhook: None,
     }
 }
 

@@ -126,6 +126,7 @@ impl TestCluster {
             keyring: self.keyring.clone(),
             validator: self.validator.clone(),
             expire_every: EXPIRE_EVERY,
+            alerts: None,
         }
     }
 

@@ -114,6 +114,19 @@ fn budget_spec(raw: &RawBudget, path: &str, problems: &mut Problems) -> Option<B
             check_id(value, &format!("{path}.scope.{field}"), problems);
         }
     }
+    if let Some(url) = &raw.webhook {
+        if action != Some(Action::Alert) {
+            problems.add(
+                format!("{path}.webhook"),
+                "only `action: alert` budgets call a webhook",
+            );
+        } else if !(url.starts_with("https://") || url.starts_with("http://")) {
+            problems.add(
+                format!("{path}.webhook"),
+                "must be an http:// or https:// URL",
+            );
+        }
+    }
     let ((metric, limit), window, action) = (limit?, window?, action?);
     if problems.len() > before {
         return None;
@@ -125,6 +138,7 @@ fn budget_spec(raw: &RawBudget, path: &str, problems: &mut Problems) -> Option<B
         window,
         scope,
         action,
+        webhook: raw.webhook.clone(),
     })
 }
 
@@ -162,6 +176,32 @@ mod tests {
             window: window.into(),
             scope: RawScope::default(),
             action: None,
+            webhook: None,
+        }
+    }
+
+    #[test]
+    fn a_webhook_belongs_to_an_alert_budget_and_is_an_http_url() {
+        let mut problems = Problems::default();
+        let mut alert = raw(None, Some(10), "day");
+        alert.action = Some("alert".into());
+        alert.webhook = Some("https://hooks.example.com/abc".into());
+        let specs = budgets(std::slice::from_ref(&alert), &mut problems);
+        assert_eq!(
+            specs[0].webhook.as_deref(),
+            Some("https://hooks.example.com/abc")
+        );
+        assert_eq!(problems.len(), 0);
+
+        let mut on_reject = raw(None, Some(10), "day");
+        on_reject.webhook = Some("https://hooks.example.com/abc".into());
+        let mut not_http = alert.clone();
+        not_http.webhook = Some("hooks.example.com/abc".into());
+        for bad in [on_reject, not_http] {
+            let mut problems = Problems::default();
+            assert!(budgets(&[bad], &mut problems).is_empty());
+            let text = problems.into_result().unwrap_err().to_string();
+            assert!(text.contains("budgets[0].webhook"), "{text}");
         }
     }
 

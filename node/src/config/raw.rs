@@ -94,6 +94,9 @@ pub struct RawBudget {
     /// `reject` (default) or `alert`.
     #[serde(default)]
     pub action: Option<String>,
+    /// For `alert`: the URL the ledger POSTs the first crossing of each window to.
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 /// A budget's scope as written.

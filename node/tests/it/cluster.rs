@@ -278,6 +278,20 @@ async fn three_members_and_two_edges_survive_losing_members() {
         !shown.contains(UPSTREAM_KEY),
         "the credential is only shown masked: {shown}"
     );
+    // An endpoint no edge could serve is refused by field at write time.
+    let mut unservable = endpoint("unservable", &base);
+    unservable["targets"][0]["provider"] = json!("no-such-provider");
+    let refused = client()
+        .put(members[0].admin_url("endpoint"))
+        .json(&unservable)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_argument", "{body}");
+    let field = body["error"]["errors"][0]["field"].as_str().unwrap();
+    assert!(field.starts_with("endpoint.targets[0]"), "{body}");
     put_endpoint(&members[0], "added", &base).await;
     serves(b, "added", KEY, 200).await;
     let created: Value = client()

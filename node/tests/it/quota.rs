@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use floodgate::alerts::WebhookSender;
 use floodgate::edge::quota::{LedgerFuture, QuotaError, QuotaLedger, QuotaSettings, Quotas};
-use floodgate_cluster::consensus::{LedgerHandle, now_millis};
+use floodgate_cluster::consensus::{AlertSender, LedgerHandle, now_millis};
 use floodgate_cluster::ledger::{
     Action, BudgetSpec, Effect, EndpointKind, EndpointSpec, Lease, LeaseRequest, Metric, Refusal,
     Scope, SettleResult, Settlement, TargetCredential, TargetSpec, Window,
@@ -41,6 +42,11 @@ impl Ledger {
     /// Starts member 1 on `127.0.0.1:0` with sled in a temp dir, forms the cluster and
     /// registers endpoint `chat` (budgets scoped to it need it).
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The same, with `alerts` delivering budget alerts while it leads.
+    async fn start_with(alerts: Option<Arc<dyn AlertSender>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let raft = openraft::Config {
             cluster_name: "floodgate-quota-test".into(),
@@ -52,6 +58,7 @@ impl Ledger {
         let mut config = LedgerNodeConfig::new(1, dir.path(), "127.0.0.1:0".parse().unwrap());
         config.raft = raft;
         config.connect_timeout = Duration::from_millis(500);
+        config.alerts = alerts;
         let node = LedgerNode::start(config).await.unwrap();
         node.initialize(BTreeMap::from([(1, node.addr().to_string())]))
             .await
@@ -123,6 +130,7 @@ fn budget(id: &str, metric: Metric, limit: u64, window: Window) -> BudgetSpec {
             ..Scope::default()
         },
         action: Action::Reject,
+        webhook: None,
     }
 }
 
@@ -429,4 +437,89 @@ async fn quota_ledger_writes_stay_far_below_one_per_request() {
     eprintln!("ledger writes for {served} requests on 3 edges: {writes}");
     assert!(writes * 10 < served as u64, "{writes} ledger writes");
     assert_eq!(ledger.usage("rpm-big").0, 1020);
+}
+
+/// A webhook receiver: every POST's `idempotency-key` header and JSON body.
+#[derive(Clone, Default)]
+struct Hook {
+    calls: Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Hook {
+    /// Serves on `127.0.0.1:0`; the URL to post to.
+    async fn start(&self) -> String {
+        let calls = self.calls.clone();
+        let app = axum::Router::new().route(
+            "/hooks/budget",
+            axum::routing::post(
+                move |headers: http::HeaderMap, body: axum::Json<serde_json::Value>| async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    calls.lock().unwrap().push((key, body.0));
+                    http::StatusCode::NO_CONTENT
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hooks/budget")
+    }
+
+    fn calls(&self) -> Vec<(String, serde_json::Value)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn quota_an_alert_budget_calls_its_webhook_once_at_the_first_crossing() {
+    let hook = Hook::default();
+    let url = hook.start().await;
+    let sender: Arc<dyn AlertSender> = Arc::new(WebhookSender::new().unwrap());
+    let ledger = Ledger::start_with(Some(sender)).await;
+    let mut spec = budget("watch", Metric::Requests, 5, Window::Total);
+    spec.action = Action::Alert;
+    spec.webhook = Some(url);
+    ledger.propose(Command::PutBudget(spec.clone())).await;
+    let upstream = Upstream::start().await;
+    let shared: Arc<dyn QuotaLedger> = Arc::new(ledger.handle().clone());
+    let edges = edges(shared, &upstream, std::slice::from_ref(&spec)).await;
+
+    let replies = burst(&edges, 3).await;
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "alert budgets never refuse"
+    );
+    close_all(&edges).await;
+    assert_eq!(ledger.usage("watch").0, 9);
+    let calls = wait_until("the webhook call", || {
+        let calls = hook.calls();
+        (!calls.is_empty()).then_some(calls)
+    })
+    .await;
+    let window_start = ledger.read(|s| s.budgets()["watch"].usage.window_start);
+    assert_eq!(calls[0].0, format!("watch:{window_start}"));
+    let body = &calls[0].1;
+    assert_eq!(body["type"], "floodgate.budget_alert");
+    assert_eq!(body["alert"]["budget"], "watch");
+    assert_eq!(body["alert"]["limit"], 5);
+    assert!(body["alert"]["settled"].as_u64().unwrap() >= 5);
+    assert!(body["alert"].get("webhook").is_none());
+    wait_until("the delivery to be recorded", || {
+        ledger
+            .read(|s| s.budgets()["watch"].usage.alert_delivered)
+            .then_some(())
+    })
+    .await;
+
+    // More spending in the same window calls nobody again.
+    let replies = burst(&edges, 2).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    close_all(&edges).await;
+    assert_eq!(ledger.usage("watch").0, 15);
+    assert!(ledger.read(LedgerState::pending_alerts).is_empty());
+    assert_eq!(hook.calls().len(), 1, "once per window");
 }

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::ConfigError;
 use super::super::endpoint::endpoint;
-use super::super::model::{Auth, Config, GatewayKeys, KeyInfo};
+use super::super::model::{Auth, Config, Endpoint, GatewayKeys, KeyInfo};
 use super::super::validate::Problems;
 use crate::pricing::RawPrice;
 
@@ -36,23 +36,11 @@ pub fn edge_config(
     let mut problems = Vec::new();
     let mut endpoints = IndexMap::new();
     for spec in state.endpoints().values() {
-        let path = format!("endpoints.{}", spec.name);
-        let mut found = Problems::default();
-        let mut secrets = Vec::new();
-        let value = match raw_endpoint(spec, state, keyring, &mut secrets) {
-            Ok(value) => value,
-            Err(message) => {
-                problems.push(ConfigError::field(path, message));
-                continue;
-            }
-        };
-        let parsed = endpoint(value, &path, local.timeouts, &mut found);
-        match (parsed, found.into_result()) {
-            (Some(endpoint), Ok(())) => {
+        match served_endpoint(spec, state, keyring, local) {
+            Ok(endpoint) => {
                 endpoints.insert(endpoint.name.clone(), Arc::new(endpoint));
             }
-            (_, Err(error)) => problems.push(error.scrub(&secrets)),
-            (None, Ok(())) => problems.push(ConfigError::field(path, "not usable")),
+            Err(error) => problems.push(error),
         }
     }
 
@@ -105,6 +93,38 @@ pub fn edge_config(
         budgets: Arc::from(budgets),
     };
     (config, problems)
+}
+
+/// Checks one endpoint the way [`edge_config`] would serve it from `state`: its problems,
+/// scrubbed of the credentials opened to check it, or `Ok` when an edge can serve it.
+pub fn check_endpoint(
+    spec: &EndpointSpec,
+    state: &LedgerState,
+    keyring: Option<&Keyring>,
+    local: &Config,
+) -> Result<(), ConfigError> {
+    served_endpoint(spec, state, keyring, local).map(drop)
+}
+
+/// `spec` as an edge serves it (credentials opened, validated like a file's endpoint), or
+/// its problems scrubbed of the opened secrets.
+fn served_endpoint(
+    spec: &EndpointSpec,
+    state: &LedgerState,
+    keyring: Option<&Keyring>,
+    local: &Config,
+) -> Result<Endpoint, ConfigError> {
+    let path = format!("endpoints.{}", spec.name);
+    let mut secrets = Vec::new();
+    let value = raw_endpoint(spec, state, keyring, &mut secrets)
+        .map_err(|message| ConfigError::field(path.clone(), message))?;
+    let mut found = Problems::default();
+    let parsed = endpoint(value, &path, local.timeouts, &mut found);
+    match (parsed, found.into_result()) {
+        (Some(endpoint), Ok(())) => Ok(endpoint),
+        (_, Err(error)) => Err(error.scrub(&secrets)),
+        (None, Ok(())) => Err(ConfigError::field(path, "not usable")),
+    }
 }
 
 /// The endpoint in the node's raw (file) shape, credentials opened; every opened secret is

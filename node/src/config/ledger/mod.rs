@@ -5,8 +5,10 @@
 
 mod declare;
 mod edge_view;
+mod validator;
 
-pub use edge_view::edge_config;
+pub use edge_view::{check_endpoint, edge_config};
+pub use validator::EdgeValidator;
 
 use floodgate_cluster::ledger::{Command, LedgerState};
 use floodgate_cluster::secrets::Keyring;

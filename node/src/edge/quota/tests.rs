@@ -95,6 +95,7 @@ fn budget(id: &str, metric: Metric, limit: u64) -> BudgetSpec {
         window: Window::Total,
         scope: Scope::default(),
         action: Action::Reject,
+        webhook: None,
     }
 }
 
