@@ -86,9 +86,27 @@ pub type KvStateMachine = StateMachineStore<KvConfig, Kv>;
 /// A Raft node of the test key-value store.
 pub type KvRaft = Raft<KvConfig>;
 
-/// Opens the test store in `dir`.
+/// Opens the test store in `dir`. After `Raft::shutdown` a snapshot build openraft spawned
+/// may still hold the store (and so sled's file lock) for a moment; opening waits for it
+/// to let go, within a deadline.
 pub fn open(dir: &Path) -> (KvLog, KvStateMachine) {
-    floodgate_store::raft::open::<KvConfig, Kv>(dir).expect("open the store")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match floodgate_store::raft::open::<KvConfig, Kv>(dir) {
+            Ok(store) => return store,
+            Err(error)
+                if error.to_string().contains("could not acquire lock")
+                    || format!("{error:?}").contains("could not acquire lock") =>
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the store stayed locked: {error:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("open the store: {error:?}"),
+        }
+    }
 }
 
 /// A Raft config for one-member test clusters: quick elections, and a snapshot (with a log
