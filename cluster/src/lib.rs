@@ -17,6 +17,7 @@
 //!   [`LedgerNode`], one running member.
 //! * [`client`]: [`LedgerClient`], what edges and `floodgate ctl` use: failover across
 //!   members, typed lease calls, and a self-healing config watch.
+//! * [`token`]: the cluster token every ledger gRPC call carries when one is set.
 //! * [`admin`]: the config admin API ([`admin::Admin`], served as the gRPC
 //!   `ConfigService`): objects as JSON in, one ledger command out, credentials sealed by
 //!   the member before anything is proposed, reads masked.
@@ -32,6 +33,7 @@ pub mod client;
 pub mod consensus;
 pub mod ledger;
 pub mod secrets;
+pub mod token;
 
 pub use client::{ClientConfig, ClientError, ConfigUpdate, LedgerClient};
 pub use consensus::{LedgerNode, LedgerNodeConfig};

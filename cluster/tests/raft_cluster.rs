@@ -9,8 +9,11 @@
 mod raft_support;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use floodgate_cluster::Outcome;
+use floodgate_cluster::token::ClusterToken;
+use floodgate_cluster::{ClientConfig, LedgerClient};
 use floodgate_proto::v1::AddLearnerRequest;
 use floodgate_proto::v1::ChangeMembershipRequest;
 use floodgate_proto::v1::MetricsRequest;
@@ -256,4 +259,36 @@ async fn adds_a_learner_promotes_it_and_removes_a_member() {
     cluster.wait_applied(4, after).await;
     assert!(has_teams(&cluster, 4, &["after-removal".to_owned()]));
     cluster.shutdown().await;
+}
+
+/// With a cluster token, members replicate and forward with it, a client holding it
+/// writes, and a call without it (or with another) is refused as unauthenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_cluster_serves_only_callers_with_its_token() {
+    let token = ClusterToken::new("s3cret-cluster-token").unwrap();
+    let cluster = TestCluster::start_guarded(3, token).await;
+    let leader = cluster.wait_leader().await;
+    let follower = cluster.follower(leader);
+    let committed = cluster
+        .ledger_client(&[follower])
+        .propose(put_team("guarded"))
+        .await
+        .unwrap();
+    assert!(committed.outcome.is_ok());
+    for id in cluster.running() {
+        cluster.wait_applied(id, committed.index).await;
+    }
+    for presented in [None, ClusterToken::new("wrong-token")] {
+        let mut config = ClientConfig::new(vec![cluster.url(1)]);
+        config.failover_for = Duration::from_millis(200);
+        config.token = presented;
+        let error = LedgerClient::new(config)
+            .unwrap()
+            .read(false)
+            .await
+            .expect_err("refused");
+        let text = format!("{error:?}");
+        assert!(text.contains("Unauthenticated"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
 }

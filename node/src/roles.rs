@@ -11,6 +11,7 @@ use std::time::Duration;
 use floodgate_cluster::client::{ClientConfig, ClientError, LedgerClient};
 use floodgate_cluster::consensus::{LedgerNodeError, NodeId};
 use floodgate_cluster::secrets::Keyring;
+use floodgate_cluster::token::ClusterToken;
 use floodgate_cluster::{LedgerNode, LedgerNodeConfig};
 
 use crate::alerts::WebhookSender;
@@ -68,6 +69,7 @@ pub async fn start_ledger(
     config.keyring = keyring;
     config.validator = Some(validator);
     config.alerts = Some(Arc::new(WebhookSender::new()?));
+    config.token = ClusterToken::from_env();
     let node = LedgerNode::start(config).await?;
     if let Some(voters) = &role.init {
         let initialized = node
@@ -87,9 +89,12 @@ pub async fn start_ledger(
     Ok(node)
 }
 
-/// A client of the ledger members at `urls` (`http://host:port`).
+/// A client of the ledger members at `urls` (`http://host:port`), sending the cluster
+/// token from `FLOODGATE_CLUSTER_TOKEN` when set.
 pub fn client(urls: Vec<String>) -> Result<LedgerClient, ClientError> {
-    LedgerClient::new(ClientConfig::new(urls))
+    let mut config = ClientConfig::new(urls);
+    config.token = ClusterToken::from_env();
+    LedgerClient::new(config)
 }
 
 /// Applies the config file's declarations (teams, users, prices, endpoints with their

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use floodgate_proto::v1::ledger_service_client::LedgerServiceClient;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use super::Backoff;
 use super::ClientError;
 use super::error::worth_another_member;
 use crate::consensus::LEADER_METADATA;
+use crate::token::{AuthChannel, Bearer, ClusterToken};
 
 /// How often an HTTP/2 ping checks a connection with open calls (a watch stream on a
 /// member that vanished without closing its socket ends after at most interval + timeout).
@@ -31,7 +31,7 @@ pub(crate) struct Member {
     /// `host:port`, for errors and logs (a URL's user info is never kept).
     pub(crate) name: String,
     /// Its channel (connects on first use, reconnects after failures).
-    pub(crate) channel: Channel,
+    pub(crate) channel: AuthChannel,
 }
 
 /// How a call is retried.
@@ -54,14 +54,19 @@ pub(crate) struct Members {
 
 impl Members {
     /// Channels to `urls` (`http://host:port`), not connected yet.
-    pub(crate) fn new(urls: &[String], connect_timeout: Duration) -> Result<Self, ClientError> {
+    pub(crate) fn new(
+        urls: &[String],
+        connect_timeout: Duration,
+        token: Option<&ClusterToken>,
+    ) -> Result<Self, ClientError> {
+        let bearer = Bearer::new(token);
         if urls.is_empty() {
             return Err(ClientError::NoMembers);
         }
         let list = urls
             .iter()
             .enumerate()
-            .map(|(position, url)| member(position, url, connect_timeout))
+            .map(|(position, url)| member(position, url, connect_timeout, &bearer))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             list: list.into(),
@@ -110,7 +115,7 @@ impl Members {
         mut op: F,
     ) -> Result<T, ClientError>
     where
-        F: FnMut(LedgerServiceClient<Channel>) -> Fut,
+        F: FnMut(LedgerServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = Instant::now();
@@ -171,7 +176,12 @@ impl Members {
     }
 }
 
-fn member(position: usize, url: &str, connect_timeout: Duration) -> Result<Member, ClientError> {
+fn member(
+    position: usize,
+    url: &str,
+    connect_timeout: Duration,
+    bearer: &Bearer,
+) -> Result<Member, ClientError> {
     let invalid = |reason: String| ClientError::InvalidMember { position, reason };
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|_| invalid("not a URL".to_owned()))?
@@ -192,6 +202,6 @@ fn member(position: usize, url: &str, connect_timeout: Duration) -> Result<Membe
     };
     Ok(Member {
         name: format!("{host}:{port}"),
-        channel: endpoint.connect_lazy(),
+        channel: bearer.wrap(endpoint.connect_lazy()),
     })
 }

@@ -39,6 +39,7 @@ use crate::consensus::Committed;
 use crate::consensus::MembershipChanged;
 use crate::consensus::NodeId;
 use crate::ledger::{Effect, Lease, LeaseRequest, Refusal, SettleResult, Settlement};
+use crate::token::ClusterToken;
 use crate::{Command, LedgerState, Outcome};
 
 /// What a [`LedgerClient`] needs.
@@ -54,6 +55,8 @@ pub struct ClientConfig {
     pub failover_for: Duration,
     /// The pause after a full round of members failed, and between watch reconnects.
     pub backoff: Backoff,
+    /// The cluster token to send (none: send nothing).
+    pub token: Option<ClusterToken>,
 }
 
 impl ClientConfig {
@@ -66,6 +69,7 @@ impl ClientConfig {
             call_timeout: Duration::from_secs(5),
             failover_for: Duration::from_secs(10),
             backoff: Backoff::default(),
+            token: None,
         }
     }
 }
@@ -98,7 +102,11 @@ impl LedgerClient {
     /// A client of the members in `config`; connects on first use.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         Ok(Self {
-            members: Members::new(&config.members, config.connect_timeout)?,
+            members: Members::new(
+                &config.members,
+                config.connect_timeout,
+                config.token.as_ref(),
+            )?,
             policy: Policy {
                 call_timeout: config.call_timeout,
                 failover_for: config.failover_for,

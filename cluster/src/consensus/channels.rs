@@ -10,29 +10,31 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use super::NodeId;
+use crate::token::{AuthChannel, Bearer, ClusterToken};
 
 /// The channel cache. Cheap to clone; clones share the cache.
 #[derive(Clone)]
 pub struct Channels {
-    cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    cache: Arc<Mutex<HashMap<NodeId, (String, AuthChannel)>>>,
     connect_timeout: Duration,
+    bearer: Bearer,
 }
 
 impl Channels {
-    /// An empty cache whose channels connect within `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// An empty cache whose channels connect within `connect_timeout` and carry `token`.
+    pub fn new(connect_timeout: Duration, token: Option<&ClusterToken>) -> Self {
         Self {
             cache: Arc::default(),
             connect_timeout,
+            bearer: Bearer::new(token),
         }
     }
 
     /// The channel to member `id` at `addr` (`host:port`), created on first use.
-    pub fn get(&self, id: NodeId, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    pub fn get(&self, id: NodeId, addr: &str) -> Result<AuthChannel, tonic::transport::Error> {
         let mut cache = self
             .cache
             .lock()
@@ -46,6 +48,7 @@ impl Channels {
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        let channel = self.bearer.wrap(channel);
         cache.insert(id, (addr.to_owned(), channel.clone()));
         Ok(channel)
     }

@@ -231,7 +231,7 @@ impl LedgerHandle {
         &self,
         leader_id: NodeId,
         addr: &str,
-    ) -> Result<LedgerServiceClient<tonic::transport::Channel>, ProposeError> {
+    ) -> Result<LedgerServiceClient<crate::token::AuthChannel>, ProposeError> {
         let channel =
             self.channels
                 .get(leader_id, addr)

@@ -25,6 +25,7 @@ use openraft::Raft;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
@@ -41,6 +42,7 @@ use super::server::RaftGrpc;
 use crate::LedgerState;
 use crate::admin::{Admin, ConfigGrpc, EndpointValidator};
 use crate::secrets::Keyring;
+use crate::token::{self, ClusterToken};
 
 /// How long [`LedgerNode::shutdown`] lets open gRPC calls drain before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -74,6 +76,9 @@ pub struct LedgerNodeConfig {
     /// `ExpireLeases` and sends pending budget alerts (non-zero; [`DEFAULT_EXPIRE_EVERY`]
     /// by default).
     pub expire_every: Duration,
+    /// The cluster token every gRPC call to and from this member must carry (none: no
+    /// check; the port must then be reachable only by trusted hosts).
+    pub token: Option<ClusterToken>,
     /// Delivers budget alerts to their webhooks while this member leads (none: alerts stay
     /// pending until a member with a sender leads).
     pub alerts: Option<Arc<dyn AlertSender>>,
@@ -93,6 +98,7 @@ impl LedgerNodeConfig {
             keyring: None,
             validator: None,
             alerts: None,
+            token: None,
         }
     }
 }
@@ -127,13 +133,14 @@ impl LedgerNode {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let channels = Channels::new(config.connect_timeout);
+        let channels = Channels::new(config.connect_timeout, config.token.as_ref());
         let network = GrpcNetworkFactory::new(config.id, channels.clone());
         let raft = Raft::new(config.id, raft_config, network, log, state_machine).await?;
         let handle = LedgerHandle::new(config.id, raft.clone(), reader, channels);
         let admin = Admin::new(handle.clone(), config.keyring, config.validator);
         let (stop_server, stopped) = oneshot::channel::<()>();
         let router = Server::builder()
+            .layer(InterceptorLayer::new(token::check(config.token.clone())))
             .add_service(RaftServiceServer::new(RaftGrpc::new(raft)))
             .add_service(LedgerServiceServer::new(LedgerGrpc::new(handle.clone())))
             .add_service(ConfigServiceServer::new(ConfigGrpc::new(admin)));

@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use floodgate_cluster::token::ClusterToken;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -64,6 +65,7 @@ pub struct TestCluster {
     raft: openraft::Config,
     keyring: Option<Keyring>,
     validator: Option<Arc<dyn EndpointValidator>>,
+    token: Option<ClusterToken>,
     dirs: BTreeMap<u64, TempDir>,
     addrs: BTreeMap<u64, SocketAddr>,
     nodes: BTreeMap<u64, LedgerNode>,
@@ -83,10 +85,27 @@ impl TestCluster {
         keyring: Option<Keyring>,
         validator: Option<Arc<dyn EndpointValidator>>,
     ) -> Self {
+        Self::build(voters, snapshot_every, keyring, validator, None).await
+    }
+
+    /// Like [`Self::start`], every member requiring `token` on every gRPC call (and
+    /// sending it to its peers).
+    pub async fn start_guarded(voters: u64, token: ClusterToken) -> Self {
+        Self::build(voters, None, None, None, Some(token)).await
+    }
+
+    async fn build(
+        voters: u64,
+        snapshot_every: Option<u64>,
+        keyring: Option<Keyring>,
+        validator: Option<Arc<dyn EndpointValidator>>,
+        token: Option<ClusterToken>,
+    ) -> Self {
         let mut cluster = Self {
             raft: raft_config(snapshot_every),
             keyring,
             validator,
+            token,
             dirs: BTreeMap::new(),
             addrs: BTreeMap::new(),
             nodes: BTreeMap::new(),
@@ -127,6 +146,7 @@ impl TestCluster {
             validator: self.validator.clone(),
             expire_every: EXPIRE_EVERY,
             alerts: None,
+            token: self.token.clone(),
         }
     }
 
@@ -182,6 +202,7 @@ impl TestCluster {
         config.connect_timeout = Duration::from_millis(500);
         config.call_timeout = Duration::from_secs(2);
         config.failover_for = DEADLINE;
+        config.token = self.token.clone();
         LedgerClient::new(config).unwrap()
     }
 

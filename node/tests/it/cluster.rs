@@ -225,6 +225,7 @@ async fn three_members_and_two_edges_survive_losing_members() {
     let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let env = [
         ("FLOODGATE_KEK", kek.as_str()),
+        ("FLOODGATE_CLUSTER_TOKEN", "cluster-test-token"),
         ("FLOODGATE_LOG_FORMAT", "json"),
     ];
     let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&base));
