@@ -154,6 +154,7 @@ fn dev(listen: SocketAddr, data_dir: PathBuf, admin_listen: SocketAddr) -> ExitC
         }
     };
     local.listen = listen;
+    local.events = Some(config::events::EventsConfig::local(&data_dir));
     let keyring = match crate::kek::for_dev(&ProcessEnv, &data_dir) {
         Ok(keyring) => keyring,
         Err(error) => {

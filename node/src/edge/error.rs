@@ -46,6 +46,9 @@ pub enum ErrorCode {
     UnsupportedOperation,
     /// The gateway is shutting down.
     ShuttingDown,
+    /// The usage spool is full (the event log has been unreachable for long): new requests
+    /// are refused rather than served unaccounted.
+    UsageSpoolFull,
     /// A bug in the gateway.
     Internal,
 }
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::UpstreamInterrupted => "upstream_interrupted",
             Self::UnsupportedOperation => "unsupported_operation",
             Self::ShuttingDown => "shutting_down",
+            Self::UsageSpoolFull => "usage_spool_full",
             Self::Internal => "internal_error",
         }
     }
@@ -87,7 +91,7 @@ impl ErrorCode {
             | Self::UpstreamError
             | Self::UpstreamInvalidResponse
             | Self::UpstreamInterrupted => "upstream_error",
-            Self::ShuttingDown | Self::Internal => "server_error",
+            Self::ShuttingDown | Self::UsageSpoolFull | Self::Internal => "server_error",
             _ => "invalid_request_error",
         }
     }

@@ -10,6 +10,7 @@ mod common;
 mod binary;
 mod config_files;
 mod errors;
+mod events;
 mod keys;
 mod provider_anthropic;
 mod provider_bedrock;
