@@ -251,3 +251,71 @@ fn nats_events(raw: RawNats, problems: &mut Problems) -> NatsEvents {
         ack_timeout,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::{Mode, load_str};
+
+    fn load(events: &str) -> Result<Option<EventsConfig>, String> {
+        let text = format!("auth: none\nevents:\n{events}");
+        load_str(&text, Mode::Serve, &HashMap::<String, String>::new())
+            .map(|c| c.events)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nats_with_every_setting() {
+        let events = load(
+            "  backend: nats\n  nats:\n    urls: [nats://a:4222, nats://b:4222]\n    shard: eu-1\n    replicas: 3\n    duplicate_window: 10m\n    max_age: 7d\n    max_bytes: 1000\n    ack_timeout: 2s\n  spool:\n    dir: /var/spool\n    flush: always\n    max_events: 50\n",
+        )
+        .unwrap()
+        .unwrap();
+        let EventsBackend::Nats(nats) = &events.backend else {
+            panic!("{events:?}")
+        };
+        assert_eq!(nats.urls.len(), 2);
+        assert_eq!(nats.shard, "eu-1");
+        assert_eq!(nats.stream.replicas, 3);
+        assert_eq!(nats.stream.duplicate_window, Duration::from_secs(600));
+        assert_eq!(nats.stream.max_age, Duration::from_secs(7 * 86400));
+        assert_eq!(nats.stream.max_bytes, 1000);
+        assert_eq!(nats.ack_timeout, Duration::from_secs(2));
+        assert_eq!(events.flush, FlushPolicy::Always);
+        assert_eq!(events.max_events, 50);
+        assert_eq!(events.spool_dir, PathBuf::from("/var/spool"));
+    }
+
+    #[test]
+    fn local_defaults_its_spool_next_to_the_log() {
+        let events = load("  backend: local\n  local:\n    dir: data/events\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.spool_dir, PathBuf::from("data/events/spool"));
+        assert_eq!(events.flush, FlushPolicy::Every(DEFAULT_FLUSH));
+        assert_eq!(events.max_events, DEFAULT_MAX_EVENTS);
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let error = load("  backend: kafka\n").unwrap_err();
+        assert!(error.contains("events.backend"), "{error}");
+        let error = load("  backend: nats\n  nats:\n    urls: []\n    shard: a.b\n  spool:\n    flush: soon\n    max_events: 0\n").unwrap_err();
+        for field in [
+            "events.nats.urls",
+            "events.nats.shard",
+            "events.spool.flush",
+            "events.spool.max_events",
+            "events.spool.dir",
+        ] {
+            assert!(error.contains(field), "{field} in {error}");
+        }
+        let error =
+            load("  backend: nats\n  nats:\n    urls: [x]\n  spool:\n    dir: d\n    bogus: 1\n")
+                .unwrap_err();
+        assert!(error.contains("bogus"), "{error}");
+    }
+}

@@ -91,7 +91,7 @@ impl Node {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -132,7 +132,7 @@ impl Node {
     }
 
     /// Waits for the process to exit, then for its output to be fully read.
-    async fn exited(&mut self) -> ExitStatus {
+    pub(crate) async fn exited(&mut self) -> ExitStatus {
         let child = &mut self.child;
         let status = wait_until("floodgate to exit", || child.try_wait().unwrap()).await;
         for reader in self.readers.drain(..) {

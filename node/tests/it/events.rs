@@ -402,3 +402,76 @@ async fn an_edge_killed_right_after_answering_publishes_every_answered_event_aft
     let evented: HashSet<String> = events.into_keys().collect();
     assert_eq!(evented, answered, "edge output:\n{}", edge.stdout());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_events_init_creates_then_updates_the_stream_from_the_config_file() {
+    let server = nats().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |window: &str| {
+        format!(
+            "auth: none\nevents:\n  backend: nats\n  nats:\n    urls: [\"{}\"]\n    duplicate_window: {window}\n    max_age: 7d\n    max_bytes: 1048576\n  spool:\n    dir: unused\n",
+            server.url()
+        )
+    };
+    for (window, seconds) in [("10m", 600), ("15m", 900)] {
+        let file = write(dir.path(), "edge.yaml", &yaml(window));
+        let mut ctl = Node::spawn(&["ctl", "events", "init", "--config", &file], &[]);
+        let status = ctl.exited().await;
+        assert!(status.success(), "{}", ctl.stderr());
+        let out: serde_json::Value = serde_json::from_str(&ctl.stdout()).unwrap();
+        assert_eq!(out["stream"], STREAM);
+        assert_eq!(out["subjects"], json!(["floodgate.usage.*"]));
+        assert_eq!(out["duplicate_window_seconds"], seconds);
+        assert_eq!(out["max_age_seconds"], 7 * 24 * 3600);
+        assert_eq!(out["max_bytes"], 1_048_576);
+        let js = jetstream(&server).await;
+        let info = js
+            .get_stream(STREAM)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(info.config.duplicate_window, Duration::from_secs(seconds));
+    }
+    // Without a NATS backend it says so and fails.
+    let file = write(dir.path(), "plain.yaml", "auth: none\n");
+    let mut ctl = Node::spawn(&["ctl", "events", "init", "--config", &file], &[]);
+    assert!(!ctl.exited().await.success());
+    assert!(ctl.stderr().contains("backend `nats`"), "{}", ctl.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_spool_and_the_publisher() {
+    let mut server = nats().await;
+    let upstream = Upstream::start().await;
+    let edge = Edge::start(&upstream, server.url(), FlushPolicy::Always, 1000).await;
+    assert_eq!(edge.chat(false).await.status, 200);
+    eventually("the event published", || async {
+        (edge.depth() == 0).then_some(())
+    })
+    .await;
+    server.kill();
+    assert_eq!(edge.chat(false).await.status, 200);
+    let metrics = send(client().get(edge.gateway.url("/metrics"))).await;
+    assert_eq!(metrics.status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", metrics.text))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("floodgate_usage_spool_depth"), 1.0);
+    assert_eq!(value("floodgate_usage_spool_cap"), 1000.0);
+    assert_eq!(value("floodgate_usage_events_published_total"), 1.0);
+    assert!(value("floodgate_usage_spool_oldest_age_seconds") >= 0.0);
+    assert!(
+        metrics
+            .text
+            .contains("# TYPE floodgate_usage_events_published_total counter")
+    );
+}
