@@ -83,6 +83,8 @@ pub struct Spool {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
+    /// Unreadable entries, kept for inspection.
+    parked: sled::Tree,
     policy: FlushPolicy,
     cap: u64,
     queue: Mutex<Queue>,
@@ -107,6 +109,7 @@ impl Spool {
     pub fn open(dir: &Path, policy: FlushPolicy, cap: u64) -> Result<Self, SpoolError> {
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let tree = db.open_tree("spool")?;
+        let parked = db.open_tree("parked")?;
         let last = match tree.last()? {
             Some((key, _)) => key_of(&key).ok_or(SpoolError::Corrupt { key: 0 })?,
             None => 0,
@@ -116,6 +119,7 @@ impl Spool {
             inner: Arc::new(Inner {
                 db,
                 tree,
+                parked,
                 policy,
                 cap,
                 queue: Mutex::new(Queue {
@@ -185,13 +189,22 @@ impl Spool {
         }
     }
 
-    /// Up to `max` of the oldest spooled events, in order.
+    /// Up to `max` of the oldest spooled events, in order. An entry that is not in the
+    /// spool's format (a damaged file) is moved to the `parked` tree and logged, so it
+    /// cannot block the events behind it.
     pub fn peek(&self, max: usize) -> Result<Vec<Spooled>, SpoolError> {
         let mut out = Vec::with_capacity(max.min(1024));
         for item in self.inner.tree.iter().take(max) {
-            let (key, value) = item?;
-            let key = key_of(&key).ok_or(SpoolError::Corrupt { key: 0 })?;
-            out.push(unframe(key, &value).ok_or(SpoolError::Corrupt { key })?);
+            let (raw, value) = item?;
+            match key_of(&raw).and_then(|key| unframe(key, &value)) {
+                Some(spooled) => out.push(spooled),
+                None => {
+                    self.inner.parked.insert(&raw, value)?;
+                    self.inner.tree.remove(&raw)?;
+                    self.inner.depth.fetch_sub(1, Ordering::Relaxed);
+                    tracing::error!(key = ?raw, "unreadable usage spool entry parked");
+                }
+            }
         }
         Ok(out)
     }

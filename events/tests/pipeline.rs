@@ -140,6 +140,43 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
 }
 
 #[tokio::test]
+async fn an_unreadable_spool_entry_is_parked_and_does_not_block_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<UsageEvent> = (0..3).map(event).collect();
+    {
+        let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        for event in &events {
+            spool.append(event);
+        }
+        tokio::time::timeout(DEADLINE, spool.durable())
+            .await
+            .unwrap();
+        stop.cancel();
+        writer.await.unwrap();
+    }
+    {
+        // Damage the middle entry, as a torn write would.
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("spool")
+            .unwrap()
+            .insert(2u64.to_be_bytes(), &b"\x01"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+    assert_eq!(spool.stats().depth, 3);
+    let read = spool.peek(10).unwrap();
+    let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [events[0].event_id.as_str(), events[2].event_id.as_str()]
+    );
+    assert_eq!(spool.stats().depth, 2);
+}
+
+#[tokio::test]
 async fn an_interval_flush_writes_within_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(
