@@ -60,16 +60,6 @@ impl LocalLog {
         })
     }
 
-    /// Events in the log.
-    pub fn len(&self) -> u64 {
-        *self.inner.appended.borrow()
-    }
-
-    /// Whether the log is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// A reader named `name` that resumes after its last acknowledged position.
     pub fn source(&self, name: &str) -> Result<LocalSource, SourceError> {
         let acked = self

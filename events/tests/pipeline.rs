@@ -265,7 +265,9 @@ async fn the_publisher_rides_out_a_nats_outage_and_drains_every_event_exactly_on
         (spool.stats().depth == 0).then_some(())
     })
     .await;
+    assert!(server.pid().is_some());
     server.kill();
+    assert!(server.pid().is_none(), "killed and reaped");
     let n = 5_000;
     for i in 200..n {
         let e = event(i);
