@@ -5,7 +5,7 @@
 //! publishing; this module owns the conversion and the wiring.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use floodgate_events::local::{LocalLog, LocalLogError};
@@ -46,6 +46,7 @@ pub struct EventSink {
     publisher: Arc<PublisherStats>,
     edge_id: String,
     waits: bool,
+    refused: Arc<AtomicU64>,
 }
 
 impl EventSink {
@@ -62,6 +63,7 @@ impl EventSink {
             publisher,
             edge_id,
             waits: flush == FlushPolicy::Always,
+            refused: Arc::default(),
         }
     }
 
@@ -81,8 +83,12 @@ impl UsageSink for EventSink {
             .then(|| Box::pin(self.spool.durable()) as BoxFuture<'static, ()>)
     }
 
-    fn is_full(&self) -> bool {
-        self.spool.is_full()
+    fn admit(&self) -> bool {
+        if self.spool.is_full() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     fn pipeline(&self) -> Option<PipelineStats> {
@@ -93,6 +99,7 @@ impl UsageSink for EventSink {
             spool_cap: spool.cap,
             published: self.publisher.published.load(Ordering::Relaxed),
             publish_failures: self.publisher.failures.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         })
     }
 }

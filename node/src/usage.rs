@@ -141,6 +141,8 @@ pub struct PipelineStats {
     pub published: u64,
     /// Failed publish rounds since start (each retried).
     pub publish_failures: u64,
+    /// Requests refused since start because the spool was full.
+    pub refused: u64,
 }
 
 /// Where usage records go. `record` is called on the request path and must not block.
@@ -155,10 +157,11 @@ pub trait UsageSink: Send + Sync + 'static {
         None
     }
 
-    /// Whether the sink can take no more: new requests are refused with 503
-    /// `usage_spool_full` rather than served unaccounted.
-    fn is_full(&self) -> bool {
-        false
+    /// Whether a new request may be served. A sink that can take no more says no (and
+    /// counts the refusal): the request is refused with 503 `usage_spool_full` rather than
+    /// served unaccounted.
+    fn admit(&self) -> bool {
+        true
     }
 
     /// The event pipeline's state (spool depth and age, publish counters) for `/readyz`

@@ -26,7 +26,7 @@ use crate::usage::UsageSink;
 /// The layer's function (`axum::middleware::from_fn_with_state`).
 pub async fn usage_gate(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     let sink = gateway.sink();
-    if sink.is_full() {
+    if !sink.admit() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UsageSpoolFull,

@@ -348,6 +348,7 @@ async fn a_full_spool_refuses_new_requests_with_503_until_it_drains() {
             .as_f64()
             .is_some()
     );
+    assert_eq!(ready.body["usage"]["refused"], 1);
     assert_eq!(edge.depth(), 5, "the refused request was never served");
 
     server.restart().await.unwrap();

@@ -36,6 +36,7 @@ pub async fn readyz(State(gateway): State<Gateway>) -> Response {
             "spool_full": stats.spool_depth >= stats.spool_cap,
             "published": stats.published,
             "publish_failures": stats.publish_failures,
+            "refused": stats.refused,
         });
     }
     let status = if gateway.is_draining() {

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition. Every metric the edge exports is named and
 //! described here, prefixed `floodgate_`. Today: the usage event pipeline (spool depth,
-//! oldest age, cap; events published; failed publish rounds), present when the pipeline is
-//! on.
+//! oldest age, cap; events published; failed publish rounds; requests refused while the
+//! spool was full), present when the pipeline is on.
 
 use std::fmt::Write;
 
@@ -19,7 +19,7 @@ pub async fn metrics(State(gateway): State<Gateway>) -> Response {
     let mut out = String::new();
     if let Some(stats) = gateway.sink().pipeline() {
         let oldest = stats.spool_oldest_age.map_or(0.0, |a| a.as_secs_f64());
-        let metrics: [(&str, &str, &str, f64); 5] = [
+        let metrics: [(&str, &str, &str, f64); 6] = [
             (
                 "floodgate_usage_spool_depth",
                 "gauge",
@@ -49,6 +49,12 @@ pub async fn metrics(State(gateway): State<Gateway>) -> Response {
                 "counter",
                 "Failed usage event publish rounds since start (each retried).",
                 stats.publish_failures as f64,
+            ),
+            (
+                "floodgate_usage_spool_refused_total",
+                "counter",
+                "Requests refused with 503 usage_spool_full since start.",
+                stats.refused as f64,
             ),
         ];
         for (name, kind, help, value) in metrics {
