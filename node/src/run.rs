@@ -203,6 +203,9 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                     if config.listen != target.runtime().config.listen {
                         tracing::warn!("`listen` changed: the new address takes effect at restart");
                     }
+                    if config.events != target.runtime().config.events {
+                        tracing::warn!("`events` changed: the new settings take effect at restart");
+                    }
                     target.apply(config);
                 },
             )?;
