@@ -27,13 +27,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a development gateway: mock endpoints, no auth, a one-member ledger in
-    /// `./floodgate-data`, nothing else to install.
+    /// Run a development gateway: mock endpoints, no auth, a one-member ledger and a local
+    /// usage event log in `./floodgate-data`, nothing else to install.
     Dev {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Where the ledger keeps its data (and the dev key file).
+        /// Where the ledger keeps its data (and the dev key file, the usage spool and the
+        /// local event log).
         #[arg(long, default_value = "floodgate-data")]
         data_dir: PathBuf,
         /// Where the JSON admin API listens.
@@ -154,6 +155,7 @@ fn dev(listen: SocketAddr, data_dir: PathBuf, admin_listen: SocketAddr) -> ExitC
         }
     };
     local.listen = listen;
+    local.events = Some(config::events::EventsConfig::local(&data_dir));
     let keyring = match crate::kek::for_dev(&ProcessEnv, &data_dir) {
         Ok(keyring) => keyring,
         Err(error) => {

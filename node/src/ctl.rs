@@ -1,6 +1,7 @@
 //! `floodgate ctl`: administer a running ledger. Object commands go to the JSON admin API
 //! (`--admin`, with `FLOODGATE_ADMIN_TOKEN` when the ledger requires it); cluster
-//! membership goes to the ledger's gRPC `LedgerService` (`--ledger`). Output is JSON on
+//! membership goes to the ledger's gRPC `LedgerService` (`--ledger`); `events init` sets up
+//! the JetStream stream from a config file's `events.nats`. Output is JSON on
 //! stdout; errors go to stderr with exit code 1.
 
 use std::collections::BTreeSet;
@@ -84,6 +85,22 @@ enum CtlCommand {
         #[arg(value_delimiter = ',')]
         ids: Vec<u64>,
     },
+    /// The usage event stream.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Create or update the JetStream stream `FLOODGATE_USAGE` from the `events.nats`
+    /// section of a config file (what an edge also does at start).
+    Init {
+        /// The config file.
+        #[arg(long, short)]
+        config: std::path::PathBuf,
+    },
 }
 
 /// Runs a `ctl` command.
@@ -155,6 +172,9 @@ async fn execute(args: CtlArgs) -> Result<Value, String> {
                 .map_err(|e| e.to_string())?;
             membership(&changed)
         }
+        CtlCommand::Events {
+            command: EventsCommand::Init { config },
+        } => events_init(&config).await,
         CtlCommand::SetVoters { ids } => {
             let client = crate::roles::client(args.ledger).map_err(|e| e.to_string())?;
             let voters: BTreeSet<u64> = ids.into_iter().collect();
@@ -165,6 +185,47 @@ async fn execute(args: CtlArgs) -> Result<Value, String> {
             membership(&changed)
         }
     }
+}
+
+/// Time to reach NATS and set the stream up.
+const EVENTS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn events_init(path: &std::path::Path) -> Result<Value, String> {
+    use crate::config::events::EventsBackend;
+    use floodgate_events::stream;
+
+    let config = crate::config::load_file(
+        path,
+        crate::config::Mode::Ledger,
+        &crate::config::ProcessEnv,
+    )
+    .map_err(|e| format!("{}: invalid configuration\n{e}", path.display()))?;
+    let Some(EventsBackend::Nats(nats)) = config.events.map(|e| e.backend) else {
+        return Err(format!(
+            "{}: no `events:` section with backend `nats`",
+            path.display()
+        ));
+    };
+    let client = stream::connect(&nats.urls, EVENTS_INIT_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let js = async_nats::jetstream::new(client);
+    let info = tokio::time::timeout(
+        EVENTS_INIT_TIMEOUT,
+        stream::ensure_stream(&js, &nats.stream),
+    )
+    .await
+    .map_err(|_| format!("NATS did not answer within {EVENTS_INIT_TIMEOUT:?}"))?
+    .map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "stream": info.config.name,
+        "subjects": info.config.subjects,
+        "replicas": info.config.num_replicas,
+        "duplicate_window_seconds": info.config.duplicate_window.as_secs(),
+        "max_age_seconds": info.config.max_age.as_secs(),
+        "max_bytes": info.config.max_bytes,
+        "messages": info.state.messages,
+    }))
 }
 
 fn membership(changed: &floodgate_cluster::consensus::MembershipChanged) -> Result<Value, String> {

@@ -12,6 +12,8 @@
 //! * [`providers`] — the provider trait, the OpenAI-compatible client and the mock.
 //! * [`pricing`] — the price table and request cost in integer micro-dollars.
 //! * [`usage`] — the per-request usage record and the sink it leaves through.
+//! * [`events`] — usage records as protobuf events into the spool, and the pipeline to NATS
+//!   JetStream (or the local log of `dev`).
 //! * [`server`] — bind, serve, graceful shutdown.
 //! * [`kek`] — this node's key-encryption key (`FLOODGATE_KEK`, or dev's local key file).
 //! * [`http_client`] — the pooled upstream clients (one per connect timeout) and TLS setup.
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod edge;
+pub mod events;
 pub mod follow;
 pub mod http_client;
 pub mod kek;

@@ -8,7 +8,11 @@
 //! * **edge, ledger-fed** (`--roles edge --ledger URLS`, or with the ledger role in the same
 //!   process): watches the ledger and serves each config revision; the file, if any, gives
 //!   only the edge-local settings (listen, limits, timeouts, auth mode).
-//! * `floodgate dev` is edge + a one-member ledger in one process, in `./floodgate-data`.
+//! * `floodgate dev` is edge + a one-member ledger in one process, in `./floodgate-data`,
+//!   with usage events in a local sled log there.
+//! * **usage events**: with an `events:` section (or under `dev`), every usage record goes
+//!   to the spool and on to NATS JetStream or the local log ([`crate::events`]); without
+//!   one, records are logged.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +32,7 @@ use crate::follow::Follower;
 use crate::http_client::HttpClients;
 use crate::providers::Providers;
 use crate::roles::{self, LedgerRole, RoleError};
-use crate::usage::LogSink;
+use crate::usage::{LogSink, UsageSink};
 use crate::{admin_http, server};
 
 /// Capacity of the usage queue between requests and the log writer.
@@ -82,6 +86,9 @@ pub enum NodeError {
     /// The ledger's watch stream ended before the first config.
     #[error("the ledger's watch stream ended before the first config arrived")]
     NoConfig,
+    /// The usage event pipeline could not start.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -158,7 +165,16 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
             None => None,
         };
         let clients = HttpClients::with_timeouts(local.connect_timeouts())?;
-        let sink = LogSink::start(USAGE_QUEUE, &tracker);
+        let edge_id = format!("edge-{}", uuid::Uuid::now_v7().simple());
+        // Edge-local and read once: a reload does not move the spool or the event log.
+        let sink: Arc<dyn UsageSink> = match &plan.local.events {
+            Some(events) => {
+                crate::events::start(events, edge_id.clone(), &tracker, &stop)
+                    .await?
+                    .sink
+            }
+            None => Arc::new(LogSink::start(USAGE_QUEUE, &tracker)),
+        };
         let listen = local.listen;
         let providers = Providers::new(clients);
         let gateway = match &client {
@@ -168,11 +184,10 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                     Some(member) => Arc::new(member.handle().clone()),
                     None => Arc::new(client.clone()),
                 };
-                let edge_id = format!("edge-{}", uuid::Uuid::now_v7().simple());
                 let quotas = Quotas::start(ledger, edge_id, QuotaSettings::default(), &tracker);
-                Gateway::with_quotas(local, providers, Arc::new(sink), quotas)
+                Gateway::with_quotas(local, providers, sink, quotas)
             }
-            None => Gateway::new(local, providers, Arc::new(sink)),
+            None => Gateway::new(local, providers, sink),
         };
         if let Some((follower, updates)) = follower {
             let target = gateway.clone();
@@ -195,6 +210,9 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                 move |config| {
                     if config.listen != target.runtime().config.listen {
                         tracing::warn!("`listen` changed: the new address takes effect at restart");
+                    }
+                    if config.events != target.runtime().config.events {
+                        tracing::warn!("`events` changed: the new settings take effect at restart");
                     }
                     target.apply(config);
                 },
@@ -221,7 +239,8 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                 );
             }
         }
-        // The last handle on the usage sink: dropping it lets the usage writer finish.
+        // The last handle on the usage sink: dropping it lets the usage log writer finish;
+        // the spool writer flushes and stops at `stop` below.
         drop(gateway);
         tracing::info!(drained, "edge stopped");
     } else {

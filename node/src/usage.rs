@@ -3,12 +3,14 @@
 //!
 //! The sink is called on the request path, so implementations must not block: the shipped
 //! [`LogSink`] hands records to a bounded queue drained by one background task that writes
-//! them with `tracing`. The event pipeline (NATS JetStream) will be another sink.
+//! them with `tracing` (used when no `events:` backend is configured). The event pipeline
+//! ([`crate::events::EventSink`]) is the other sink.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -50,6 +52,8 @@ pub enum RouteKind {
 /// One try of one target within a request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
+    /// The target's index among the endpoint's candidates (split targets, then fallbacks).
+    pub target: u32,
     /// Provider tried.
     pub provider: &'static str,
     /// Model tried.
@@ -80,6 +84,12 @@ pub struct UsageRecord {
     pub model: Option<String>,
     /// Gateway key id (never the key).
     pub key_id: Option<String>,
+    /// The team owning the key.
+    pub team: Option<String>,
+    /// The user owning the key.
+    pub user: Option<String>,
+    /// The W3C trace id of the request (from its `traceparent` header), when it has one.
+    pub trace_id: Option<String>,
     /// HTTP status returned to the client; 499 when the client went away first; for a
     /// stream that failed after it began (the client saw 200, then an error event), the
     /// status the error maps to, so failed streams count as failures.
@@ -118,10 +128,47 @@ mod unix_millis {
     }
 }
 
+/// The state of the usage event pipeline behind a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Events spooled and not yet acknowledged by the event log.
+    pub spool_depth: u64,
+    /// Age of the oldest of them.
+    pub spool_oldest_age: Option<Duration>,
+    /// The depth at which new requests are refused.
+    pub spool_cap: u64,
+    /// Events the event log acknowledged since start.
+    pub published: u64,
+    /// Failed publish rounds since start (each retried).
+    pub publish_failures: u64,
+    /// Requests refused since start because the spool was full.
+    pub refused: u64,
+}
+
 /// Where usage records go. `record` is called on the request path and must not block.
 pub trait UsageSink: Send + Sync + 'static {
     /// Accepts one record.
     fn record(&self, record: UsageRecord);
+
+    /// For a sink that promises records are durable before the client has its answer
+    /// (the spool with flush `always`): resolves once every record accepted so far is.
+    /// `None` (the default) when the answer need not wait.
+    fn durable(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+
+    /// Whether a new request may be served. A sink that can take no more says no (and
+    /// counts the refusal): the request is refused with 503 `usage_spool_full` rather than
+    /// served unaccounted.
+    fn admit(&self) -> bool {
+        true
+    }
+
+    /// The event pipeline's state (spool depth and age, publish counters) for `/readyz`
+    /// and `/metrics`; `None` for a sink without one.
+    fn pipeline(&self) -> Option<PipelineStats> {
+        None
+    }
 }
 
 /// A sink that logs each record at info level (target `floodgate::usage`) from a background

@@ -6,6 +6,7 @@
 mod budgets;
 mod endpoint;
 mod env;
+pub mod events;
 pub mod ledger;
 mod mlflow;
 mod model;

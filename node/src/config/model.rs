@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 
 use floodgate_cluster::ledger::BudgetSpec;
 
+use super::events::EventsConfig;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
@@ -35,6 +36,8 @@ pub struct Config {
     /// Budgets and rate limits held by the ledger (empty without one); requests reserve
     /// from leases on every budget whose scope they match.
     pub budgets: Arc<[BudgetSpec]>,
+    /// Where usage events go; `None` logs them instead (edge-local, read at start).
+    pub events: Option<EventsConfig>,
 }
 
 impl Config {
@@ -195,11 +198,6 @@ impl Endpoint {
         }
         // Unreachable for roll < total_weight; the first target is a safe answer anyway.
         0
-    }
-
-    /// Picks a split target by weight; `roll` is uniform in `0..total_weight`.
-    pub fn pick_target(&self, roll: u32) -> &Target {
-        &self.targets[self.split_index(roll)]
     }
 
     /// Every candidate: the split targets, then the fallbacks. Indexes into this sequence

@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// Budgets and rate limits (enforced through the ledger's leases).
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
+    /// Where usage events go (edge-local, read at start).
+    #[serde(default)]
+    pub events: Option<super::events::RawEvents>,
 }
 
 /// A team as written.

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::budgets::{budgets, check_people};
 use super::endpoint::endpoint;
+use super::events::events;
 use super::model::{Auth, Config, Endpoint, GatewayKeys, KeyInfo, Limits, Timeouts};
 use super::raw::{RawAuthMode, RawConfig, RawTimeouts};
 use super::{ConfigError, Mode};
@@ -108,6 +109,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
     let auth = auth(raw.auth, raw.keys, mode, &endpoints, &mut problems);
     check_people(&raw.teams, &raw.users, &mut problems);
     let budgets = budgets(&raw.budgets, &mut problems);
+    let events = raw.events.and_then(|raw| events(raw, &mut problems));
 
     if !problems.0.is_empty() {
         return Err(if problems.0.len() == 1 {
@@ -125,6 +127,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
         endpoints,
         prices: Arc::new(prices),
         budgets: Arc::from(budgets),
+        events,
     })
 }
 

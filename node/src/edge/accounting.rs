@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::context::RequestContext;
 use super::error::{ApiError, ErrorShape};
 use super::quota::{Charge, Reservation};
-use crate::config::Target;
+use crate::config::{KeyInfo, Target};
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::usage::{Attempt, RouteKind, Usage, UsageRecord, UsageSink, micros};
@@ -26,6 +26,8 @@ pub struct Accounting {
     started: Instant,
     record: UsageRecord,
     provider: Option<ProviderKind>,
+    /// The candidate index of the current attempt's target.
+    target: u32,
     price_override: Option<ModelPrice>,
     upstream_started: Option<Instant>,
     attempt_started: Option<Instant>,
@@ -68,6 +70,9 @@ impl Accounting {
                 provider: None,
                 model: None,
                 key_id: None,
+                team: None,
+                user: None,
+                trace_id: context.trace_id.as_deref().map(str::to_owned),
                 status: 0,
                 error_type: None,
                 usage: Usage::default(),
@@ -81,6 +86,7 @@ impl Accounting {
                 attempts: Vec::new(),
             },
             provider: None,
+            target: 0,
             price_override: None,
             upstream_started: None,
             attempt_started: None,
@@ -93,9 +99,11 @@ impl Accounting {
         }
     }
 
-    /// Records the authenticated key.
-    pub fn key(&mut self, id: &str) {
-        self.record.key_id = Some(id.to_owned());
+    /// Records the authenticated key, and its team and user.
+    pub fn key(&mut self, key: &KeyInfo) {
+        self.record.key_id = Some(key.id.clone());
+        self.record.team = key.team.clone();
+        self.record.user = key.user.clone();
     }
 
     /// Records the resolved endpoint.
@@ -103,8 +111,10 @@ impl Accounting {
         self.record.endpoint = Some(name.to_owned());
     }
 
-    /// Records the target of a new attempt; the first attempt starts the upstream clock.
-    pub fn upstream_begins(&mut self, target: &Target, streamed: bool) {
+    /// Records the target of a new attempt (`index`: its place among the endpoint's
+    /// candidates); the first attempt starts the upstream clock.
+    pub fn upstream_begins(&mut self, index: usize, target: &Target, streamed: bool) {
+        self.target = u32::try_from(index).unwrap_or(u32::MAX);
         self.provider = Some(target.provider);
         self.price_override = target.price;
         self.record.provider = Some(target.provider.name());
@@ -122,6 +132,7 @@ impl Accounting {
             .map(|t| t.elapsed())
             .unwrap_or_default();
         self.record.attempts.push(Attempt {
+            target: self.target,
             provider: self.record.provider.unwrap_or("unknown"),
             model: self.record.model.clone().unwrap_or_default(),
             status,

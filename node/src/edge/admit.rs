@@ -49,7 +49,7 @@ pub async fn admit(
     let config = &runtime.config;
     let key = authenticate(&config.auth, headers)?;
     if let Some(key) = &key {
-        accounting.key(&key.id);
+        accounting.key(key);
     }
     let bytes = read_limited(headers, body, config.limits.max_body_bytes).await?;
     let mut body = parse_object(&bytes)?;

@@ -25,6 +25,24 @@ pub struct RequestContext {
     pub started: Instant,
     /// Arrival, wall clock.
     pub started_at: SystemTime,
+    /// The W3C trace id from the client's `traceparent` header, when valid.
+    pub trace_id: Option<Arc<str>>,
+}
+
+/// The W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The trace id of a `traceparent` value (`00-<32 hex>-<16 hex>-<2 hex>`), unless it is
+/// malformed or all zeros.
+fn trace_id(value: &HeaderValue) -> Option<Arc<str>> {
+    let mut parts = value.to_str().ok()?.split('-');
+    let (_version, id) = (parts.next()?, parts.next()?);
+    let valid = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && id.bytes().any(|b| b != b'0');
+    valid.then(|| Arc::from(id))
 }
 
 /// Time spent waiting on the provider before the response headers, set by handlers.
@@ -45,10 +63,12 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         Some(id) => Arc::from(id),
         None => Arc::from(uuid::Uuid::now_v7().to_string()),
     };
+    let trace_id = request.headers().get(TRACEPARENT).and_then(trace_id);
     request.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         started,
         started_at: SystemTime::now(),
+        trace_id,
     });
     let mut response = next.run(request).await;
     let total = started.elapsed();

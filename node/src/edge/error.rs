@@ -48,6 +48,9 @@ pub enum ErrorCode {
     UnsupportedOperation,
     /// The gateway is shutting down.
     ShuttingDown,
+    /// The usage spool is full (the event log has been unreachable for long): new requests
+    /// are refused rather than served unaccounted.
+    UsageSpoolFull,
     /// A bug in the gateway.
     Internal,
 }
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::UpstreamInterrupted => "upstream_interrupted",
             Self::UnsupportedOperation => "unsupported_operation",
             Self::ShuttingDown => "shutting_down",
+            Self::UsageSpoolFull => "usage_spool_full",
             Self::Internal => "internal_error",
         }
     }
@@ -92,7 +96,7 @@ impl ErrorCode {
             | Self::UpstreamError
             | Self::UpstreamInvalidResponse
             | Self::UpstreamInterrupted => "upstream_error",
-            Self::ShuttingDown | Self::Internal => "server_error",
+            Self::ShuttingDown | Self::UsageSpoolFull | Self::Internal => "server_error",
             _ => "invalid_request_error",
         }
     }

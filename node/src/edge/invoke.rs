@@ -204,7 +204,7 @@ pub async fn invoke(
             set_output_limit(op, limit, &mut request_body);
         }
         let in_flight = health.begin(claimed == Availability::Probe);
-        accounting.upstream_begins(target, stream);
+        accounting.upstream_begins(index, target, stream);
         let started = Instant::now();
         let result = call(
             gateway,

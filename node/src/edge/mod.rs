@@ -9,7 +9,10 @@
 //!    [`context::UpstreamTime`] from the response extensions.
 //! 2. `CatchPanicLayer` — a bug in a handler becomes a 500 JSON error, never a dropped
 //!    connection.
-//! 3. The route handler. Unified and passthrough calls go through [`invoke::invoke`]:
+//! 3. [`usage_gate::usage_gate`] (API routes only) — refuses new requests with 503
+//!    `usage_spool_full` while the usage sink is full; with spool flush `always`, holds the
+//!    answer (or a stream's end) until the request's usage record is durable.
+//! 4. The route handler. Unified and passthrough calls go through [`invoke::invoke`]:
 //!    authenticate ([`auth`]) → read and parse the body under the size limit ([`body`]) →
 //!    resolve the endpoint and operation → admit against the endpoint's local limit
 //!    ([`limiter`]) → match the ledger's budgets by endpoint, team, user and key
@@ -42,6 +45,7 @@ pub mod routes;
 pub mod routing;
 pub mod runtime;
 pub mod stream;
+pub mod usage_gate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,11 +184,8 @@ impl Gateway {
     pub fn router(&self) -> Router {
         use crate::providers::Operation::{Chat, Completions, Embeddings, Responses};
         use routes::openai::{passthrough, unified};
-        use routes::{health, mlflow, native, openai, proxy};
-        Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .route("/health", get(health::mlflow_health))
+        use routes::{health, metrics, mlflow, native, openai, proxy};
+        let api = Router::new()
             .route("/v1/chat/completions", openai::serve(unified(Chat)))
             .route("/v1/completions", openai::serve(unified(Completions)))
             .route("/v1/embeddings", openai::serve(unified(Embeddings)))
@@ -231,6 +232,16 @@ impl Gateway {
             .route("/api/2.0/endpoints", get(mlflow::list_endpoints))
             .route("/api/2.0/endpoints/", get(mlflow::list_endpoints))
             .route("/api/2.0/endpoints/{name}", get(mlflow::get_endpoint))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                usage_gate::usage_gate,
+            ));
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/health", get(health::mlflow_health))
+            .route("/metrics", get(metrics::metrics))
+            .merge(api)
             .fallback(not_found)
             .layer(DefaultBodyLimit::disable())
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::upstream::{UPSTREAM_KEY, Upstream};
 use crate::common::{DEADLINE, client, wait_until};
+use floodgate_events::{EventSource, LocalLog};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
@@ -41,8 +42,8 @@ pub(crate) struct Node {
     stdout: Buffer,
     stderr: Buffer,
     readers: Vec<JoinHandle<()>>,
-    /// `dev`'s data dir (its ledger and key file), removed with the node.
-    _data: tempfile::TempDir,
+    /// `dev`'s data dir (its ledger, key file, spool and event log), removed with the node.
+    data: tempfile::TempDir,
 }
 
 impl Node {
@@ -77,15 +78,20 @@ impl Node {
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
-            _data: data,
+            data,
         }
+    }
+
+    /// `dev`'s data dir.
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.data.path()
     }
 
     pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -106,10 +112,14 @@ impl Node {
         .await
     }
 
-    /// Kills the process with SIGKILL and reaps it: no shutdown code runs.
-    pub(crate) fn kill_hard(&mut self) {
-        self.child.kill().expect("SIGKILL is delivered");
-        self.child.wait().expect("the killed process is reaped");
+    /// Sends SIGKILL (by pid, as an operator or the OOM killer would) and reaps the process.
+    pub(crate) fn kill(&mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL failed");
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.
@@ -122,7 +132,7 @@ impl Node {
     }
 
     /// Waits for the process to exit, then for its output to be fully read.
-    async fn exited(&mut self) -> ExitStatus {
+    pub(crate) async fn exited(&mut self) -> ExitStatus {
         let child = &mut self.child;
         let status = wait_until("floodgate to exit", || child.try_wait().unwrap()).await;
         for reader in self.readers.drain(..) {
@@ -179,16 +189,6 @@ fn listen_address(output: &str) -> Option<SocketAddr> {
         })
 }
 
-/// The usage records in JSON-format log output.
-fn usage_records(output: &str) -> Vec<Value> {
-    output
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["target"] == "floodgate::usage")
-        .map(|line| serde_json::from_str(line["usage"].as_str().expect("usage field")).unwrap())
-        .collect()
-}
-
 /// Reserves a free loopback port and returns the listener holding it.
 pub(crate) fn reserve_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
@@ -223,7 +223,7 @@ fn sse_text(body: &str) -> (String, Vec<Value>, bool) {
 
 /// `floodgate dev`: prints its address, serves the mock `chat` endpoint (plain and
 /// streamed), warns loudly on stderr, stops cleanly on SIGTERM with exit 0, and has logged
-/// one usage record per request by then.
+/// one usage event per request to its local event log by then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_serves_the_mock_and_stops_cleanly_on_sigterm() {
     let mut node = Node::spawn(
@@ -284,25 +284,29 @@ async fn dev_serves_the_mock_and_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0), "stdout:\n{stdout}");
     assert!(stdout.contains("floodgate stopped"), "{stdout}");
 
-    let records = usage_records(&stdout);
-    assert_eq!(records.len(), 2, "one usage record per request:\n{stdout}");
-    let plain = records
-        .iter()
-        .find(|r| r["request_id"] == plain_id.as_str())
-        .expect("the plain request's record");
-    assert_eq!(plain["endpoint"], "chat");
-    assert_eq!(plain["provider"], "mock");
-    assert_eq!(plain["status"], 200);
-    assert_eq!(plain["streamed"], false);
-    assert_eq!(plain["usage"]["output_tokens"], 5);
-    let streamed = records
-        .iter()
-        .find(|r| r["request_id"] == stream_id.as_str())
-        .expect("the streamed request's record");
-    assert_eq!(streamed["status"], 200);
-    assert_eq!(streamed["streamed"], true);
-    assert_eq!(streamed["usage"]["output_tokens"], 5);
-    assert_eq!(streamed["client_cancelled"], false);
+    // One usage event per request, in dev's local event log (readable once dev has exited).
+    let log = LocalLog::open(&node.data_dir().join("events")).unwrap();
+    let mut source = log.source("test").unwrap();
+    let events = source.fetch(10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(events.len(), 2, "one usage event per request: {events:?}");
+    let find = |id: &str| {
+        events
+            .iter()
+            .map(|d| &d.event)
+            .find(|e| e.request_id == id)
+            .unwrap_or_else(|| panic!("no event for {id}"))
+    };
+    let plain = find(&plain_id);
+    assert_eq!(plain.endpoint, "chat");
+    assert_eq!(plain.provider, "mock");
+    assert_eq!(plain.status, 200);
+    assert!(!plain.streamed);
+    assert_eq!(plain.tokens.unwrap().output, 5);
+    let streamed = find(&stream_id);
+    assert_eq!(streamed.status, 200);
+    assert!(streamed.streamed);
+    assert_eq!(streamed.tokens.unwrap().output, 5);
+    assert!(!streamed.client_cancelled);
 }
 
 /// Default (text) logs written to a pipe are plain text: no terminal colour codes for a log

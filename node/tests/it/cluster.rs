@@ -80,7 +80,7 @@ impl Member {
     }
 
     fn kill(&mut self) {
-        self.process.take().expect("the member runs").kill_hard();
+        self.process.take().expect("the member runs").kill();
     }
 
     /// The member's status, when its admin API answers.

@@ -11,6 +11,7 @@ mod binary;
 mod cluster;
 mod config_files;
 mod errors;
+mod events;
 mod keys;
 mod provider_anthropic;
 mod provider_bedrock;

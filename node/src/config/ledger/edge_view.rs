@@ -91,6 +91,7 @@ pub fn edge_config(
         endpoints,
         prices: Arc::new(prices),
         budgets: Arc::from(budgets),
+        events: local.events.clone(),
     };
     (config, problems)
 }

@@ -1,5 +1,6 @@
 //! Liveness and readiness: `/healthz` (the process answers), `/readyz` (config loaded and
-//! not draining), and MLflow's `/health`.
+//! not draining; with the event pipeline, the spool's depth and oldest age in `usage`), and
+//! MLflow's `/health`.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,11 +23,22 @@ pub async fn mlflow_health() -> Response {
 /// `GET /readyz`: 200 while serving, 503 once shutdown has begun.
 pub async fn readyz(State(gateway): State<Gateway>) -> Response {
     let runtime = gateway.runtime();
-    let body = json!({
+    let mut body = json!({
         "status": if gateway.is_draining() { "draining" } else { "ready" },
         "config_generation": runtime.generation,
         "endpoints": runtime.config.endpoints.len(),
     });
+    if let Some(stats) = gateway.sink().pipeline() {
+        body["usage"] = json!({
+            "spool_depth": stats.spool_depth,
+            "spool_oldest_age_seconds": stats.spool_oldest_age.map(|a| a.as_secs_f64()),
+            "spool_cap": stats.spool_cap,
+            "spool_full": stats.spool_depth >= stats.spool_cap,
+            "published": stats.published,
+            "publish_failures": stats.publish_failures,
+            "refused": stats.refused,
+        });
+    }
     let status = if gateway.is_draining() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

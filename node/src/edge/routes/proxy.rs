@@ -72,7 +72,7 @@ pub async fn proxy(
     let prepared = async {
         let key = authenticate(&runtime.config.auth, &headers)?;
         if let Some(key) = &key {
-            accounting.key(&key.id);
+            accounting.key(key);
         }
         let endpoint = resolve(&runtime, &endpoint, key.as_deref())?;
         accounting.endpoint(&endpoint.name);
@@ -84,7 +84,8 @@ pub async fn proxy(
         Ok(ok) => ok,
         Err(error) => return accounting.reject(error, ErrorShape::OpenAi),
     };
-    let target = endpoint.pick_target(fastrand::u32(0..endpoint.total_weight));
+    let index = endpoint.split_index(fastrand::u32(0..endpoint.total_weight));
+    let target = endpoint.candidate(index);
     if target.provider == ProviderKind::Mock {
         let error = ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -116,7 +117,7 @@ pub async fn proxy(
             forwarded.append(name.clone(), value.clone());
         }
     }
-    accounting.upstream_begins(target, false);
+    accounting.upstream_begins(index, target, false);
     accounting.mark_cost_unknown();
     // The target's timeouts (its own, else its endpoint's), the connect timeout included:
     // the call goes out on the pooled client built for it.

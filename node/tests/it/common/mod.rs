@@ -116,13 +116,28 @@ impl TestGateway {
     /// Starts an edge serving `config` on `127.0.0.1:0`, enforcing its budgets through
     /// `quotas` when given.
     pub async fn start_with(config: Config, quotas: Option<Quotas>) -> Self {
+        let usage = Arc::new(Recorder::default());
+        Self::launch(config, quotas, usage.clone(), usage).await
+    }
+
+    /// Starts an edge serving `config` on `127.0.0.1:0` whose usage goes to `sink` (its
+    /// [`TestGateway::usage`] recorder stays empty).
+    pub async fn start_with_sink(config: Config, sink: Arc<dyn UsageSink>) -> Self {
+        Self::launch(config, None, sink, Arc::new(Recorder::default())).await
+    }
+
+    async fn launch(
+        config: Config,
+        quotas: Option<Quotas>,
+        sink: Arc<dyn UsageSink>,
+        usage: Arc<Recorder>,
+    ) -> Self {
         let grace = config.shutdown_grace;
         let clients = HttpClients::with_timeouts(config.connect_timeouts()).unwrap();
-        let usage = Arc::new(Recorder::default());
         let providers = Providers::new(clients);
         let gateway = match quotas {
-            Some(quotas) => Gateway::with_quotas(config, providers, usage.clone(), quotas),
-            None => Gateway::new(config, providers, usage.clone()),
+            Some(quotas) => Gateway::with_quotas(config, providers, sink, quotas),
+            None => Gateway::new(config, providers, sink),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

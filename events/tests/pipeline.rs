@@ -1,0 +1,469 @@
+//! The event pipeline against a real `nats-server` (started per test on a free loopback
+//! port; see `floodgate_events::testing`) and the local sled log: spool, publisher, stream
+//! setup, deduplication, and the same source tests over both backends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use floodgate_events::publish::EventLog;
+use floodgate_events::spool::{FlushPolicy, Spool, Spooled};
+use floodgate_events::stream::{self, STREAM, StreamSettings};
+use floodgate_events::testing::NatsServer;
+use floodgate_events::{
+    EventSource, JetStreamLog, JetStreamSource, LocalLog, Publisher, SourceError, envelope,
+};
+use floodgate_proto::v1::UsageEvent;
+use tokio_util::sync::CancellationToken;
+
+/// How long any wait in a test may take before it fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn event(n: u64) -> UsageEvent {
+    UsageEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        request_id: format!("req-{n}"),
+        status: 200,
+        cost_micros: Some(n),
+        ..UsageEvent::default()
+    }
+}
+
+fn spooled(key: u64, event: &UsageEvent) -> Spooled {
+    Spooled {
+        key,
+        event_id: event.event_id.clone(),
+        payload: envelope::encode(event),
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after [`DEADLINE`].
+async fn wait_until<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn server() -> (NatsServer, jetstream::Context) {
+    let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let client = stream::connect(&[server.url()], Duration::from_secs(5))
+        .await
+        .unwrap();
+    (server, jetstream::new(client))
+}
+
+async fn jetstream_log(server: &NatsServer) -> JetStreamLog {
+    let client = stream::connect_lazily(&[server.url()]).await.unwrap();
+    JetStreamLog::new(
+        client,
+        "0",
+        StreamSettings::default(),
+        Duration::from_secs(1),
+    )
+}
+
+async fn stream_messages(js: &jetstream::Context) -> u64 {
+    js.get_stream(STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+/// Every event in the stream, decoded, in order.
+async fn read_all(js: &jetstream::Context) -> Vec<UsageEvent> {
+    let mut source = JetStreamSource::fresh(js, "reader", "*").await.unwrap();
+    let total = stream_messages(js).await as usize;
+    let mut out = Vec::new();
+    while out.len() < total {
+        let batch = source.fetch(1000, Duration::from_secs(2)).await.unwrap();
+        assert!(
+            !batch.is_empty(),
+            "the stream ran dry at {} of {total}",
+            out.len()
+        );
+        out.extend(batch.into_iter().map(|d| d.event));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<UsageEvent> = (0..50).map(event).collect();
+    {
+        let spool = Spool::open(dir.path(), FlushPolicy::Always, 40).unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        for event in &events {
+            spool.append(event);
+        }
+        tokio::time::timeout(DEADLINE, spool.durable())
+            .await
+            .unwrap();
+        assert!(spool.is_full(), "50 events over a cap of 40");
+        let stats = spool.stats();
+        assert_eq!((stats.depth, stats.cap), (50, 40));
+        assert!(stats.oldest_age.is_some());
+        let read = spool.peek(100).unwrap();
+        let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
+        let want: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, want, "drained in append order");
+        assert_eq!(envelope::decode(&read[7].payload).unwrap(), events[7]);
+        spool.remove(&[read[0].key, read[1].key]).unwrap();
+        assert!(spool.stats().oldest_age.is_some());
+        stop.cancel();
+        writer.await.unwrap();
+    }
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 40).unwrap();
+    assert_eq!(spool.stats().depth, 48);
+    assert!(spool.is_full());
+    let read = spool.peek(100).unwrap();
+    assert_eq!(read.len(), 48);
+    assert_eq!(read[0].event_id, events[2].event_id);
+    // Keys continue after the ones on disk.
+    let key = spool.append(&event(99));
+    assert!(key > read[47].key);
+}
+
+#[tokio::test]
+async fn an_unreadable_spool_entry_is_parked_and_does_not_block_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<UsageEvent> = (0..3).map(event).collect();
+    {
+        let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        for event in &events {
+            spool.append(event);
+        }
+        tokio::time::timeout(DEADLINE, spool.durable())
+            .await
+            .unwrap();
+        stop.cancel();
+        writer.await.unwrap();
+    }
+    {
+        // Damage the middle entry, as a torn write would.
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("spool")
+            .unwrap()
+            .insert(2u64.to_be_bytes(), &b"\x01"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+    assert_eq!(spool.stats().depth, 3);
+    let read = spool.peek(10).unwrap();
+    let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [events[0].event_id.as_str(), events[2].event_id.as_str()]
+    );
+    assert_eq!(spool.stats().depth, 2);
+}
+
+#[tokio::test]
+async fn an_interval_flush_writes_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        FlushPolicy::Every(Duration::from_millis(5)),
+        1000,
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let started = Instant::now();
+    let n = 20_000;
+    for i in 0..n {
+        spool.append(&event(i));
+    }
+    let appended = started.elapsed();
+    wait_until("the writer", || async {
+        (spool.peek(n as usize + 1).unwrap().len() == n as usize).then_some(())
+    })
+    .await;
+    eprintln!(
+        "spool: {n} appends in {appended:?} ({:.0}/s on the request path), written and flushed in {:?}",
+        n as f64 / appended.as_secs_f64(),
+        started.elapsed()
+    );
+    stop.cancel();
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn stream_setup_creates_then_updates_the_stream() {
+    let (_server, js) = server().await;
+    let settings = StreamSettings::default();
+    let info = stream::ensure_stream(&js, &settings).await.unwrap();
+    assert_eq!(info.config.name, STREAM);
+    assert_eq!(info.config.subjects, vec!["floodgate.usage.*".to_owned()]);
+    assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+    assert_eq!(info.config.duplicate_window, settings.duplicate_window);
+    let changed = StreamSettings {
+        duplicate_window: Duration::from_secs(30),
+        max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 20,
+        ..settings
+    };
+    let info = stream::ensure_stream(&js, &changed).await.unwrap();
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(30));
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+    assert_eq!(info.config.max_bytes, 1 << 20);
+}
+
+#[tokio::test]
+async fn a_retried_publish_with_the_same_id_is_stored_once() {
+    let (server, js) = server().await;
+    let log = jetstream_log(&server).await;
+    let batch: Vec<Spooled> = (0..10).map(|i| spooled(i, &event(i))).collect();
+    let first = log.publish(&batch).await;
+    assert_eq!(first.acked, 10, "{:?}", first.error);
+    // The same events again, as after a lost ack: acknowledged, not stored twice.
+    let again = log.publish(&batch[3..]).await;
+    assert_eq!(again.acked, 7, "{:?}", again.error);
+    assert_eq!(stream_messages(&js).await, 10);
+}
+
+#[tokio::test]
+async fn the_publisher_rides_out_a_nats_outage_and_drains_every_event_exactly_once() {
+    let (mut server, js) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        FlushPolicy::Every(Duration::from_millis(5)),
+        1_000_000,
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let log = jetstream_log(&server).await;
+    tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone()));
+
+    let mut ids = HashSet::new();
+    for i in 0..200 {
+        let e = event(i);
+        ids.insert(e.event_id.clone());
+        spool.append(&e);
+    }
+    wait_until("the first events published", || async {
+        (spool.stats().depth == 0).then_some(())
+    })
+    .await;
+    assert!(server.pid().is_some());
+    server.kill();
+    assert!(server.pid().is_none(), "killed and reaped");
+    let n = 5_000;
+    for i in 200..n {
+        let e = event(i);
+        ids.insert(e.event_id.clone());
+        spool.append(&e);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // the outage lasts a while
+    assert_eq!(
+        spool.stats().depth,
+        n - 200,
+        "nothing leaves the spool while NATS is down"
+    );
+    server.restart().await.unwrap();
+    let restarted = Instant::now();
+    wait_until("the spool drained", || async {
+        (spool.stats().depth == 0).then_some(())
+    })
+    .await;
+    eprintln!(
+        "drained {} events in {:?} after NATS returned",
+        n - 200,
+        restarted.elapsed()
+    );
+    let client = stream::connect(&[server.url()], Duration::from_secs(5))
+        .await
+        .unwrap();
+    let js2 = jetstream::new(client);
+    drop(js);
+    let stored = read_all(&js2).await;
+    assert_eq!(stored.len() as u64, n, "every event exactly once");
+    let stored_ids: HashSet<String> = stored.into_iter().map(|e| e.event_id).collect();
+    assert_eq!(stored_ids, ids);
+    stop.cancel();
+}
+
+/// A backend under test: publishes through its log, opens sources on it, and can add a
+/// message that is not an event.
+trait Backend {
+    type Source: EventSource;
+    async fn publish(&self, batch: &[Spooled]);
+    async fn garbage(&self, bytes: &'static [u8]);
+    async fn source(&self, name: &str) -> Self::Source;
+    async fn fresh(&self, name: &str) -> Self::Source;
+}
+
+struct Nats {
+    _server: NatsServer,
+    js: jetstream::Context,
+    log: JetStreamLog,
+}
+
+impl Backend for Nats {
+    type Source = JetStreamSource;
+    async fn publish(&self, batch: &[Spooled]) {
+        let published = self.log.publish(batch).await;
+        assert_eq!(published.acked, batch.len(), "{:?}", published.error);
+    }
+    async fn garbage(&self, bytes: &'static [u8]) {
+        self.js
+            .publish(stream::subject("0"), bytes.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    async fn source(&self, name: &str) -> JetStreamSource {
+        JetStreamSource::open(&self.js, name, "*").await.unwrap()
+    }
+    async fn fresh(&self, name: &str) -> JetStreamSource {
+        JetStreamSource::fresh(&self.js, name, "*").await.unwrap()
+    }
+}
+
+struct Local {
+    _dir: tempfile::TempDir,
+    log: LocalLog,
+}
+
+impl Backend for Local {
+    type Source = floodgate_events::LocalSource;
+    async fn publish(&self, batch: &[Spooled]) {
+        let published = self.log.publish(batch).await;
+        assert_eq!(published.acked, batch.len(), "{:?}", published.error);
+    }
+    async fn garbage(&self, bytes: &'static [u8]) {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.publish(&[Spooled {
+            key: 0,
+            event_id: id,
+            payload: bytes.into(),
+        }])
+        .await;
+    }
+    async fn source(&self, name: &str) -> Self::Source {
+        self.log.source(name).unwrap()
+    }
+    async fn fresh(&self, name: &str) -> Self::Source {
+        self.log.fresh_source(name).unwrap()
+    }
+}
+
+async fn nats() -> Nats {
+    let (server, js) = server().await;
+    let log = jetstream_log(&server).await;
+    Nats {
+        _server: server,
+        js,
+        log,
+    }
+}
+
+fn local() -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path()).unwrap();
+    Local { _dir: dir, log }
+}
+
+async fn fetch_n<S: EventSource>(source: &mut S, n: usize) -> Vec<floodgate_events::Delivered> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "fetched {} of {n}", out.len());
+        match source
+            .fetch(n - out.len(), Duration::from_millis(200))
+            .await
+        {
+            Ok(batch) => out.extend(batch),
+            Err(SourceError::Undecodable { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    out
+}
+
+/// In order, deduplicated, resumed after the last ack, replayed by a fresh source.
+async fn source_contract(backend: impl Backend) {
+    let events: Vec<UsageEvent> = (0..30).map(event).collect();
+    let batch: Vec<Spooled> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| spooled(i as u64, e))
+        .collect();
+    backend.publish(&batch[..20]).await;
+    backend.publish(&batch[10..]).await; // a retry overlapping the first batch
+    let mut source = backend.source("projector").await;
+    let first = fetch_n(&mut source, 12).await;
+    let got: Vec<&UsageEvent> = first.iter().map(|d| &d.event).collect();
+    assert_eq!(got, events[..12].iter().collect::<Vec<_>>());
+    assert!(first.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    source.ack(first[9].sequence).await.unwrap();
+    drop(source);
+
+    // A new reader of the same name resumes after the acknowledged position.
+    let mut source = backend.source("projector").await;
+    let rest = fetch_n(&mut source, 20).await;
+    assert_eq!(rest[0].event, events[10]);
+    assert_eq!(rest.last().unwrap().event, events[29]);
+    assert!(
+        source
+            .fetch(10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty(),
+        "exactly the 30 distinct events"
+    );
+
+    // Bad messages are reported with their position and skipped.
+    backend.garbage(b"\xff\xfe not protobuf").await;
+    let late = event(30);
+    backend.publish(&[spooled(30, &late)]).await;
+    let bad = loop {
+        match source.fetch(10, Duration::from_millis(200)).await {
+            Err(SourceError::Undecodable { sequence, .. }) => break sequence,
+            Ok(batch) => assert!(batch.is_empty(), "the bad message comes first"),
+            Err(other) => panic!("{other}"),
+        }
+    };
+    let after = fetch_n(&mut source, 1).await;
+    assert_eq!(after[0].event, late);
+    assert!(after[0].sequence > bad);
+    source.ack(after[0].sequence).await.unwrap();
+    drop(source);
+
+    // A fresh reader replays everything from the start.
+    let mut replay = backend.fresh("projector").await;
+    let all = fetch_n(&mut replay, 31).await;
+    assert_eq!(all[0].event, events[0]);
+    assert_eq!(all[30].event, late);
+}
+
+#[tokio::test]
+async fn jetstream_source_contract() {
+    source_contract(nats().await).await;
+}
+
+#[tokio::test]
+async fn local_log_source_contract() {
+    source_contract(local()).await;
+}
