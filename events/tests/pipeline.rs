@@ -105,7 +105,7 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
     let dir = tempfile::tempdir().unwrap();
     let events: Vec<UsageEvent> = (0..50).map(event).collect();
     {
-        let spool = Spool::open(dir.path(), FlushPolicy::Always, 40).unwrap();
+        let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 40));
         let stop = CancellationToken::new();
         let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
         for event in &events {
@@ -128,7 +128,7 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
         stop.cancel();
         writer.await.unwrap();
     }
-    let spool = Spool::open(dir.path(), FlushPolicy::Always, 40).unwrap();
+    let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 40));
     assert_eq!(spool.stats().depth, 48);
     assert!(spool.is_full());
     let read = spool.peek(100).unwrap();
@@ -158,14 +158,14 @@ async fn an_unreadable_spool_entry_is_parked_and_does_not_block_the_rest() {
     }
     {
         // Damage the middle entry, as a torn write would.
-        let db = sled::open(dir.path()).unwrap();
+        let db = once_unlocked(|| sled::open(dir.path()));
         db.open_tree("spool")
             .unwrap()
             .insert(2u64.to_be_bytes(), &b"\x01"[..])
             .unwrap();
         db.flush().unwrap();
     }
-    let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+    let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 100));
     assert_eq!(spool.stats().depth, 3);
     let read = spool.peek(10).unwrap();
     let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
@@ -466,4 +466,24 @@ async fn jetstream_source_contract() {
 #[tokio::test]
 async fn local_log_source_contract() {
     source_contract(local()).await;
+}
+
+/// Opens a sled-backed store that was just dropped: sled lets go of its file lock a moment
+/// after the last handle is dropped (its flusher thread ends on its own), so this retries
+/// while the lock is still held, within the deadline.
+fn once_unlocked<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        match open() {
+            Ok(store) => return store,
+            Err(error) if format!("{error:?}").contains("could not acquire lock") => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still locked: {error:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => panic!("open: {error:?}"),
+        }
+    }
 }
