@@ -78,6 +78,13 @@ impl Default for Aggregate {
     }
 }
 
+/// Records `value`, growing the histogram as needed (clamping only past `u64` range).
+fn record(histogram: &mut Histogram<u64>, value: u64) {
+    if histogram.record(value).is_err() {
+        histogram.saturating_record(value);
+    }
+}
+
 /// Whether an event counts as an error, and under which type.
 pub fn error_type(event: &UsageEvent) -> Option<String> {
     if event.status < 400 && event.error_type.is_empty() {
@@ -107,11 +114,11 @@ impl Aggregate {
             Some(cost) => self.cost_micros += cost,
             None => self.unknown_cost += 1,
         }
-        self.latency.saturating_record(event.total_latency_us);
-        self.upstream.saturating_record(event.upstream_latency_us);
-        self.overhead.saturating_record(event.overhead_us);
+        record(&mut self.latency, event.total_latency_us);
+        record(&mut self.upstream, event.upstream_latency_us);
+        record(&mut self.overhead, event.overhead_us);
         if let Some(ttft) = event.ttft_us {
-            self.ttft.saturating_record(ttft);
+            record(&mut self.ttft, ttft);
         }
     }
 

@@ -8,8 +8,8 @@ use floodgate_proto::v1::usage_service_server::UsageService;
 use floodgate_proto::v1::{
     GetTraceReply, GetTraceRequest, ListTracesReply, ListTracesRequest,
     Percentiles as PercentilesProto, QueryUsageReply, QueryUsageRequest, TokenCounts,
-    TopEntry as TopEntryProto, TopUsageReply, TopUsageRequest, UsageEvent, UsagePoint,
-    UsageSeries, WatchUsageRequest,
+    TopEntry as TopEntryProto, TopUsageReply, TopUsageRequest, UsageEvent, UsagePoint, UsageSeries,
+    WatchUsageRequest,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};

@@ -172,6 +172,8 @@ async fn trace(State(projection): State<Projection>, Path(id): Path<String>) -> 
     answer(
         blocking(&projection, move |p| query::traces::get(p, &id))
             .await
-            .map(|trace| json!({"trace": TraceView::from(&trace.event), "sequence": trace.sequence})),
+            .map(
+                |trace| json!({"trace": TraceView::from(&trace.event), "sequence": trace.sequence}),
+            ),
     )
 }

@@ -250,6 +250,9 @@ mod tests {
     fn trace_index_keys_parse() {
         let index = TraceIndex::Endpoint("chat");
         let key = index.key(42, "ev1");
-        assert_eq!(parse_trace_index(&key, index.prefix().len()), Some((42, "ev1")));
+        assert_eq!(
+            parse_trace_index(&key, index.prefix().len()),
+            Some((42, "ev1"))
+        );
     }
 }

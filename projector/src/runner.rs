@@ -108,10 +108,9 @@ pub async fn step<E: EventSource>(
     stats
         .folded
         .fetch_add(folded.events.len() as u64, Ordering::Relaxed);
-    stats.skipped.fetch_add(
-        (folded.stale + folded.duplicates) as u64,
-        Ordering::Relaxed,
-    );
+    stats
+        .skipped
+        .fetch_add((folded.stale + folded.duplicates) as u64, Ordering::Relaxed);
     // The fold is durable: a lost ack only means a redelivery the position skips, and the
     // next ack (cumulative) covers this one.
     if let Err(error) = source.ack(folded.position).await {

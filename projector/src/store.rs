@@ -103,7 +103,10 @@ impl Projection {
         match self.tree.get(keys::POSITION)? {
             None => Ok(0),
             Some(bytes) => Ok(u64::from_be_bytes(
-                bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt("position"))?,
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("position"))?,
             )),
         }
     }

@@ -17,19 +17,16 @@ pub fn events(
     filter: Filter,
 ) -> impl Stream<Item = Arc<UsageEvent>> + Send + 'static {
     let receiver = projection.subscribe();
-    futures::stream::unfold(
-        (receiver, filter),
-        |(mut receiver, filter)| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(event) if filter.admits(&event) => return Some((event, (receiver, filter))),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(skipped)) => {
-                        tracing::warn!(skipped, "a usage watcher fell behind and skipped events");
-                    }
-                    Err(RecvError::Closed) => return None,
+    futures::stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) if filter.admits(&event) => return Some((event, (receiver, filter))),
+                Ok(_) => {}
+                Err(RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "a usage watcher fell behind and skipped events");
                 }
+                Err(RecvError::Closed) => return None,
             }
-        },
-    )
+        }
+    })
 }

@@ -48,9 +48,10 @@ pub fn list(projection: &Projection, query: &TraceQuery) -> Result<TracePage, Qu
             continue;
         }
         if page.traces.len() == query.limit {
-            let last = page.traces.last().map_or((0, ""), |e| {
-                (trace::time_us(e), e.event_id.as_str())
-            });
+            let last = page
+                .traces
+                .last()
+                .map_or((0, ""), |e| (trace::time_us(e), e.event_id.as_str()));
             page.next_cursor = Some(cursor(last.0, last.1));
             break;
         }

@@ -167,7 +167,11 @@ pub fn top(projection: &Projection, query: &TopQuery) -> Result<TopReport, Query
         Metric::Tokens => e.tokens,
         Metric::Requests => e.requests,
     };
-    entries.sort_by(|a, b| metric(b).cmp(&metric(a)).then_with(|| a.value.cmp(&b.value)));
+    entries.sort_by(|a, b| {
+        metric(b)
+            .cmp(&metric(a))
+            .then_with(|| a.value.cmp(&b.value))
+    });
     entries.truncate(query.limit);
     Ok(TopReport { entries })
 }
