@@ -12,6 +12,7 @@ use floodgate_proto::v1::{
     WatchUsageRequest,
 };
 use futures::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::dims::Filter;
@@ -22,12 +23,13 @@ use crate::store::Projection;
 #[derive(Debug, Clone)]
 pub struct UsageGrpc {
     projection: Projection,
+    stop: CancellationToken,
 }
 
 impl UsageGrpc {
-    /// The service over `projection`.
-    pub fn new(projection: Projection) -> Self {
-        Self { projection }
+    /// The service over `projection`; live watches end when `stop` is cancelled.
+    pub fn new(projection: Projection, stop: CancellationToken) -> Self {
+        Self { projection, stop }
     }
 }
 
@@ -171,7 +173,7 @@ impl UsageService for UsageGrpc {
         request: Request<WatchUsageRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let filter = Filter::from_proto(request.into_inner().filter.as_ref());
-        let events = crate::watch::events(&self.projection, filter);
+        let events = crate::watch::events(&self.projection, filter, self.stop.clone());
         Ok(Response::new(Box::pin(futures::StreamExt::map(
             events,
             |event| Ok((*event).clone()),

@@ -90,7 +90,8 @@ impl Projector {
     ) -> Result<Listening, StartError> {
         let (grpc_listener, grpc) = bind(self.settings.grpc_listen).await?;
         let (http_listener, http) = bind(self.settings.http_listen).await?;
-        let service = UsageServiceServer::new(UsageGrpc::new(self.projection.clone()));
+        let service =
+            UsageServiceServer::new(UsageGrpc::new(self.projection.clone(), stop.clone()));
         let stopped = stop.clone();
         tracker.spawn(async move {
             let served = tonic::transport::Server::builder()

@@ -1,6 +1,8 @@
 //! The fold's accounting: exact totals, roll-ups, merged percentiles, and exactly-once
 //! through lost acks, crashes before the commit, republished events, replicas and rebuilds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! (a new source redelivers everything after the last ack, as after a restart), a
 //! deterministic event generator, and a deadline wait.
 
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::future::Future;
