@@ -292,7 +292,10 @@ pub fn traces_table(traces: &[TraceView]) -> String {
 }
 
 fn pretty(value: &Value) -> String {
-    format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    )
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
