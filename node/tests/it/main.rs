@@ -11,6 +11,7 @@ mod binary;
 mod config_files;
 mod errors;
 mod keys;
+mod projector_cli;
 mod provider_anthropic;
 mod provider_bedrock;
 mod provider_cohere;
