@@ -7,6 +7,7 @@
 //! | `GET /usage/v1/top?from&to&dimension&by&limit&<filters>` | [`TopReport`](crate::query::TopReport) |
 //! | `GET /usage/v1/traces?from&to&cursor&limit&<filters>` | `{"traces": [TraceView], "next_cursor"}` |
 //! | `GET /usage/v1/traces/{id}` | `{"trace": TraceView, "sequence"}` (event or request id) |
+//! | `GET /usage/v1/watch?<filters>` | server-sent events, one `TraceView` (no payloads) per event folded from now on |
 //!
 //! `from`/`to` are Unix seconds; `group_by` is comma-separated; filters are the dimension
 //! names (`endpoint`, `provider`, `model`, `key`, `team`, `user`, `status`). An unknown
@@ -17,10 +18,13 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::StreamExt;
 use http::StatusCode;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::dims::{Dimension, Filter};
 use crate::grpc::blocking;
@@ -28,14 +32,21 @@ use crate::query::{self, QueryError, TopQuery, TraceQuery, UsageQuery};
 use crate::store::Projection;
 use crate::view::TraceView;
 
-/// The JSON router over `projection`.
-pub fn router(projection: Projection) -> Router {
+#[derive(Clone)]
+struct HttpState {
+    projection: Projection,
+    stop: CancellationToken,
+}
+
+/// The JSON router over `projection`; live watches end when `stop` is cancelled.
+pub fn router(projection: Projection, stop: CancellationToken) -> Router {
     Router::new()
         .route("/usage/v1/usage", get(usage))
         .route("/usage/v1/top", get(top))
         .route("/usage/v1/traces", get(traces))
         .route("/usage/v1/traces/{id}", get(trace))
-        .with_state(projection)
+        .route("/usage/v1/watch", get(watch))
+        .with_state(HttpState { projection, stop })
 }
 
 fn refusal(error: &QueryError) -> Response {
@@ -94,21 +105,17 @@ impl Params {
 fn usage_query(raw: HashMap<String, String>) -> Result<UsageQuery, QueryError> {
     let p = Params::new(raw, &["from", "to", "granularity", "group_by"])?;
     let group_by: Vec<String> = p.text("group_by").split(',').map(str::to_owned).collect();
-    let granularity = match p.text("granularity") {
-        "" => "hour",
-        given => given,
-    };
     UsageQuery::new(
         p.number("from")?,
         p.number("to")?,
-        granularity,
+        p.text("granularity"),
         &group_by,
         p.filter(),
     )
 }
 
 async fn usage(
-    State(projection): State<Projection>,
+    State(HttpState { projection, .. }): State<HttpState>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
     match usage_query(raw) {
@@ -130,7 +137,7 @@ fn top_query(raw: HashMap<String, String>) -> Result<TopQuery, QueryError> {
 }
 
 async fn top(
-    State(projection): State<Projection>,
+    State(HttpState { projection, .. }): State<HttpState>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
     match top_query(raw) {
@@ -151,7 +158,7 @@ fn trace_query(raw: HashMap<String, String>) -> Result<TraceQuery, QueryError> {
 }
 
 async fn traces(
-    State(projection): State<Projection>,
+    State(HttpState { projection, .. }): State<HttpState>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
     let asked = match trace_query(raw) {
@@ -168,7 +175,10 @@ async fn traces(
     )
 }
 
-async fn trace(State(projection): State<Projection>, Path(id): Path<String>) -> Response {
+async fn trace(
+    State(HttpState { projection, .. }): State<HttpState>,
+    Path(id): Path<String>,
+) -> Response {
     answer(
         blocking(&projection, move |p| query::traces::get(p, &id))
             .await
@@ -176,4 +186,19 @@ async fn trace(State(projection): State<Projection>, Path(id): Path<String>) -> 
                 |trace| json!({"trace": TraceView::from(&trace.event), "sequence": trace.sequence}),
             ),
     )
+}
+
+async fn watch(
+    State(state): State<HttpState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let filter = match Params::new(raw, &[]) {
+        Ok(params) => params.filter(),
+        Err(error) => return refusal(&error),
+    };
+    let events = crate::watch::events(&state.projection, filter, state.stop.clone())
+        .map(|event| Event::default().json_data(TraceView::from(&*event)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

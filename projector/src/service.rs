@@ -105,7 +105,7 @@ impl Projector {
                 tracing::error!(%error, "the usage gRPC server failed");
             }
         });
-        let app = crate::http::router(self.projection.clone());
+        let app = crate::http::router(self.projection.clone(), stop.clone());
         let stopped = stop.clone();
         tracker.spawn(async move {
             let served = axum::serve(http_listener, app)

@@ -6,7 +6,8 @@
 //!
 //! Skipped on fold: events at or below the stored position (redelivered after a lost ack)
 //! and events whose id was folded within the dedup horizon (a publisher retry that got a
-//! new sequence after JetStream's dedup window).
+//! new sequence after JetStream's dedup window). An event without an id cannot be
+//! deduplicated by id; only its sequence protects it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

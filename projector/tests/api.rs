@@ -79,7 +79,8 @@ impl Running {
     }
 
     async fn json(&self, uri: &str) -> (u16, Value) {
-        let router = floodgate_projector::http::router(self.projection().clone());
+        let router =
+            floodgate_projector::http::router(self.projection().clone(), self.stop.clone());
         let response = router
             .oneshot(http::Request::get(uri).body(Body::empty()).unwrap())
             .await
@@ -332,6 +333,54 @@ async fn watch_usage_streams_newly_folded_events() {
             .unwrap();
         assert_eq!(event.event_id, id);
     }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_json_watch_streams_newly_folded_events_as_server_sent_events() {
+    let running = Running::start(0).await;
+    let router =
+        floodgate_projector::http::router(running.projection().clone(), running.stop.clone());
+    let response = router
+        .oneshot(
+            http::Request::get("/usage/v1/watch?key=k3")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let fresh = events(30, 47);
+    let folded = running
+        .projection()
+        .fold(&delivered(&fresh), floodgate_projector::runner::now_us())
+        .unwrap();
+    running.projection().publish(&folded.events);
+    let want: Vec<String> = fresh
+        .iter()
+        .filter(|e| e.key_id == "k3")
+        .map(|e| e.event_id.clone())
+        .collect();
+    let mut got = Vec::new();
+    let mut text = String::new();
+    while got.len() < want.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&frame.into_data().unwrap()));
+        while let Some(end) = text.find("\n\n") {
+            let message: String = text.drain(..end + 2).collect();
+            if let Some(data) = message.trim().strip_prefix("data: ") {
+                let trace: Value = serde_json::from_str(data).unwrap();
+                assert_eq!(trace["key_id"], "k3");
+                got.push(trace["event_id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(got, want);
     running.stop().await;
 }
 

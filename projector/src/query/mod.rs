@@ -69,7 +69,7 @@ pub struct UsageQuery {
 }
 
 impl UsageQuery {
-    /// Validates a usage question.
+    /// Validates a usage question (an empty granularity means `hour`).
     pub fn new(
         from: i64,
         to: i64,
@@ -78,8 +78,11 @@ impl UsageQuery {
         filter: Filter,
     ) -> Result<Self, QueryError> {
         let range = Range::new(from, to)?;
-        let granularity = Granularity::parse(granularity)
-            .ok_or_else(|| QueryError::UnknownGranularity(granularity.to_owned()))?;
+        let granularity = match granularity {
+            "" => Some(Granularity::Hour),
+            name => Granularity::parse(name),
+        }
+        .ok_or_else(|| QueryError::UnknownGranularity(granularity.to_owned()))?;
         let width = granularity.seconds();
         let buckets = (to + width - 1) / width - from / width;
         if buckets > MAX_BUCKETS {

@@ -27,9 +27,10 @@ pub fn list(projection: &Projection, query: &TraceQuery) -> Result<TracePage, Qu
         .unwrap_or(TraceIndex::Time);
     let micros = |s: i64| u64::try_from(s).unwrap_or(0).saturating_mul(1_000_000);
     let start = index.key(micros(query.range.from), "");
+    let to = index.key(micros(query.range.to), "");
     let end = match &query.cursor {
-        Some((time, id)) => index.key(*time, id),
-        None => index.key(micros(query.range.to), ""),
+        Some((time, id)) => index.key(*time, id).min(to),
+        None => to,
     };
     let prefix = index.prefix().len();
     let mut page = TracePage::default();
