@@ -128,7 +128,7 @@ impl Projection {
             ..Folded::default()
         };
         let mut writes = sled::Batch::default();
-        let mut deltas: BTreeMap<Vec<u8>, Aggregate> = BTreeMap::new();
+        let mut touched: BTreeMap<Vec<u8>, Vec<&UsageEvent>> = BTreeMap::new();
         let mut ids: HashSet<&str> = HashSet::new();
         for delivered in batch {
             if delivered.sequence <= folded.position {
@@ -151,7 +151,7 @@ impl Projection {
             let unix_s = event.time_unix_us.div_euclid(1_000_000);
             for gran in Granularity::ALL {
                 let key = keys::aggregate(gran, gran.bucket(unix_s), &dims);
-                deltas.entry(key).or_default().record(event);
+                touched.entry(key).or_default().push(event);
             }
             Trace {
                 sequence: delivered.sequence,
@@ -160,12 +160,14 @@ impl Projection {
             .write(&mut writes);
             folded.events.push(Arc::new(trace::without_payloads(event)));
         }
-        for (key, delta) in deltas {
+        for (key, events) in touched {
             let mut aggregate = match self.tree.get(&key)? {
                 Some(bytes) => Aggregate::decode(&bytes)?,
                 None => Aggregate::default(),
             };
-            aggregate.merge(&delta);
+            for event in events {
+                aggregate.record(event);
+            }
             writes.insert(key, aggregate.encode()?);
         }
         if folded.position > start {
