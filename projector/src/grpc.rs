@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::dims::Filter;
-use crate::query::{self, Percentiles, Point, QueryError, TopQuery, TraceQuery, UsageQuery};
+use crate::query::{self, Percentiles, Point, TopQuery, TraceQuery, UsageQuery, blocking};
 use crate::store::Projection;
 
 /// The `UsageService` of one projector.
@@ -31,21 +31,6 @@ impl UsageGrpc {
     pub fn new(projection: Projection, stop: CancellationToken) -> Self {
         Self { projection, stop }
     }
-}
-
-/// Runs a store query off the async threads; logs a store failure once, here.
-pub(crate) async fn blocking<T: Send + 'static>(
-    projection: &Projection,
-    query: impl FnOnce(&Projection) -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, QueryError> {
-    let projection = projection.clone();
-    let answer = tokio::task::spawn_blocking(move || query(&projection))
-        .await
-        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-    if let Err(QueryError::Store(error)) = &answer {
-        tracing::error!(%error, "usage query failed in the store");
-    }
-    answer
 }
 
 fn percentiles(p: Percentiles) -> Option<PercentilesProto> {

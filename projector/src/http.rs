@@ -27,8 +27,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::dims::{Dimension, Filter};
-use crate::grpc::blocking;
-use crate::query::{self, QueryError, TopQuery, TraceQuery, UsageQuery};
+use crate::query::{self, QueryError, TopQuery, TraceQuery, UsageQuery, blocking};
 use crate::store::Projection;
 use crate::view::TraceView;
 

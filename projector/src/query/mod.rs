@@ -19,6 +19,22 @@ pub use error::QueryError;
 
 use crate::dims::{Dimension, Filter};
 use crate::keys::Granularity;
+use crate::store::Projection;
+
+/// Runs a store query off the async threads; logs a store failure once, here.
+pub(crate) async fn blocking<T: Send + 'static>(
+    projection: &Projection,
+    query: impl FnOnce(&Projection) -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    let projection = projection.clone();
+    let answer = tokio::task::spawn_blocking(move || query(&projection))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+    if let Err(QueryError::Store(error)) = &answer {
+        tracing::error!(%error, "usage query failed in the store");
+    }
+    answer
+}
 
 /// Most buckets one usage query may span.
 pub const MAX_BUCKETS: i64 = 50_000;
