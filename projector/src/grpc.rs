@@ -1,6 +1,6 @@
 //! [`UsageGrpc`]: the tonic `UsageService` (`projector.proto`) over a [`Projection`]. It
 //! converts between the proto messages and [`crate::query`]'s types and holds no logic of
-//! its own; refusals are [`QueryError::to_status`].
+//! its own; refusals are [`QueryError::to_status`](crate::query::QueryError::to_status).
 
 use std::pin::Pin;
 

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use axum::body::Body;
-use common::{BASE_S, events};
+use common::{BASE_S, MemoryLog, events};
 use floodgate_events::Delivered;
 use floodgate_projector::{Projection, Projector, ProjectorSettings};
 use floodgate_proto::v1::usage_service_client::UsageServiceClient;
@@ -486,5 +486,53 @@ async fn bad_questions_get_stable_error_codes_over_both_transports() {
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
     assert_eq!(error_code(&missing), "trace_not_found");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_projector_folds_what_its_source_delivers_and_answers_for_it() {
+    let mut running = Running::start(0).await;
+    let log = MemoryLog::default();
+    running
+        .projector
+        .start_loop(log.source(), &running.stop, &running.tracker);
+    let fresh = events(250, 53);
+    log.append(fresh[..100].iter().cloned());
+    log.append_garbage();
+    log.append(fresh[100..].iter().cloned());
+    let ask = QueryUsageRequest {
+        from: FROM,
+        to: TO,
+        granularity: "day".into(),
+        ..QueryUsageRequest::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = running
+            .grpc
+            .query_usage(ask.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let requests = reply
+            .series
+            .first()
+            .and_then(|s| s.total.as_ref())
+            .map_or(0, |t| t.requests);
+        // The fold is visible before its ack is sent: wait for both.
+        if requests == 250 && log.acked() == 251 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "folded {requests} of 250"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = running.projector.stats();
+    assert_eq!(
+        stats.undecodable.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     running.stop().await;
 }
