@@ -414,6 +414,16 @@ async fn bad_questions_get_stable_error_codes_over_both_transports() {
             "invalid_parameter",
         ),
         (
+            format!("/usage/v1/usage?from=0&to={}&granularity=day", i64::MAX),
+            400,
+            "range_too_large",
+        ),
+        (
+            format!("/usage/v1/top?from=0&to={}&dimension=key", i64::MAX),
+            200,
+            "",
+        ),
+        (
             format!("/usage/v1/usage?from={FROM}&to={TO}&colour=red"),
             400,
             "invalid_parameter",
@@ -446,6 +456,10 @@ async fn bad_questions_get_stable_error_codes_over_both_transports() {
     ];
     for (uri, want_status, want_code) in cases {
         let (status, json) = running.json(&uri).await;
+        if want_status == 200 {
+            assert_eq!(status, 200, "{uri}: {json}");
+            continue;
+        }
         assert_eq!(
             (status, json["error"]["code"].as_str()),
             (want_status, Some(want_code)),

@@ -100,7 +100,7 @@ impl UsageQuery {
         }
         .ok_or_else(|| QueryError::UnknownGranularity(granularity.to_owned()))?;
         let width = granularity.seconds();
-        let buckets = (to + width - 1) / width - from / width;
+        let buckets = to.saturating_add(width - 1) / width - from / width;
         if buckets > MAX_BUCKETS {
             return Err(QueryError::RangeTooLarge {
                 buckets,

@@ -80,7 +80,7 @@ fn scan(
 /// The bucket bounds covering `[from, to)` in `gran`, widened to whole buckets.
 fn bounds(gran: Granularity, from: i64, to: i64) -> (u64, u64) {
     let width = gran.seconds();
-    (gran.bucket(from), gran.bucket(to + width - 1))
+    (gran.bucket(from), gran.bucket(to.saturating_add(width - 1)))
 }
 
 /// Answers `QueryUsage`.
