@@ -49,8 +49,13 @@ struct Running {
 
 impl Running {
     async fn start(n: usize) -> Self {
+        Self::start_with(n, |_| {}).await
+    }
+
+    async fn start_with(n: usize, adjust: impl FnOnce(&mut ProjectorSettings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = ProjectorSettings::new(dir.path());
+        adjust(&mut settings);
         settings.grpc_listen = "127.0.0.1:0".parse().unwrap();
         settings.http_listen = "127.0.0.1:0".parse().unwrap();
         let projector = Projector::open(settings.validate().unwrap()).unwrap();
@@ -548,5 +553,39 @@ async fn a_running_projector_folds_what_its_source_delivers_and_answers_for_it()
         stats.undecodable.load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_background_pruner_drops_traces_past_retention_and_keeps_aggregates() {
+    // The oldest generated event is more than an hour old; keep traces for an hour, prune
+    // every 10 ms.
+    let running = Running::start_with(120, |settings| {
+        settings.trace_retention = Duration::from_secs(3_600);
+        settings.prune_interval = Duration::from_millis(10);
+    })
+    .await;
+    let oldest = running
+        .events
+        .iter()
+        .min_by_key(|e| e.time_unix_us)
+        .unwrap();
+    assert!(oldest.time_unix_us < (floodgate_projector::runner::now_us() as i64) - 7_200_000_000);
+    let first = oldest.event_id.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.projection().trace(&first).unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "traces were not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, json) = running
+        .json(&format!(
+            "/usage/v1/usage?from={FROM}&to={TO}&granularity=day"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(json["series"][0]["total"]["requests"], 120);
     running.stop().await;
 }
