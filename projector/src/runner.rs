@@ -103,7 +103,12 @@ pub async fn step<E: EventSource>(
     if batch.is_empty() {
         return Ok(Step::Idle);
     }
-    let folded = projection.fold(&batch, now_us())?;
+    let fetched = batch.len();
+    // The fold is CPU and disk work: keep it off the async workers.
+    let folding = projection.clone();
+    let folded = tokio::task::spawn_blocking(move || folding.fold(&batch, now_us()))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
     projection.flush().await?;
     stats
         .folded
@@ -117,9 +122,7 @@ pub async fn step<E: EventSource>(
         tracing::warn!(%error, position = folded.position, "ack failed; the next one covers it");
     }
     projection.publish(&folded.events);
-    Ok(Step::Folded {
-        fetched: batch.len(),
-    })
+    Ok(Step::Folded { fetched })
 }
 
 /// Runs the projector loop until `stop` is cancelled.
