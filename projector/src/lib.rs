@@ -14,7 +14,7 @@
 //! * [`store`] — [`Projection`]: the atomic fold (aggregates + traces + dedup + position in
 //!   one sled batch), pruning, the live feed.
 //! * [`runner`] — the loop: fetch, fold, flush, ack; retries and skips.
-//! * [`rebuild`] — replay a source into a fresh store.
+//! * [`mod@rebuild`] — replay a source into a fresh store ([`rebuild()`]).
 //! * [`query`] — validated questions and their answers; [`view`] — traces as JSON.
 //! * [`grpc`], [`http`], [`watch`] — the transports; [`service`] — [`Projector`], all of it
 //!   started together; [`config`] — its settings.
