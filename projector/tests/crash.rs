@@ -79,7 +79,7 @@ async fn crash_child_folds_until_killed() {
         let folded = projection.fold(&batch_after(position), round).unwrap();
         position = folded.position;
         round += 1;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             projection.flush().await.unwrap();
         }
         println!("position {position}");
@@ -118,7 +118,10 @@ fn a_projector_killed_mid_fold_keeps_each_committed_batch_exactly_once() {
 
         let projection = Projection::open(dir.path()).unwrap();
         let position = projection.position().unwrap();
-        assert!(position > 0 && position % BATCH == 0, "position {position}");
+        assert!(
+            position > 0 && position.is_multiple_of(BATCH),
+            "position {position}"
+        );
         assert_eq!(totals(&projection), expected(position));
     }
     let projection = Projection::open(dir.path()).unwrap();
