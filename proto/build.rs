@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/floodgate/v1/ledger.proto",
         "proto/floodgate/v1/admin.proto",
         "proto/floodgate/v1/usage.proto",
+        "proto/floodgate/v1/projector.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -62,13 +62,13 @@ struct ServeArgs {
     /// ledger at start and it gives the edge-local settings.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Roles: `edge`, `ledger`, or both (`edge,ledger`).
+    /// Roles: `edge`, `ledger`, or both (`edge,ledger`); or `projector` alone.
     #[arg(long, value_delimiter = ',', default_value = "edge")]
     roles: Vec<Role>,
     /// Ledger role: this member's id (unique, stable across restarts).
     #[arg(long)]
     node_id: Option<u64>,
-    /// Ledger role: the data dir.
+    /// Ledger or projector role: the data dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Ledger role: the gRPC address (Raft, LedgerService, ConfigService).
@@ -84,6 +84,12 @@ struct ServeArgs {
     /// Edge role: the ledger members to follow (`http://host:port`, comma-separated).
     #[arg(long, value_delimiter = ',')]
     ledger: Vec<String>,
+    /// Projector role: the gRPC `UsageService` address.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    projector_listen: SocketAddr,
+    /// Projector role: the usage JSON API's address.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    usage_listen: SocketAddr,
 }
 
 /// A role a node plays.
@@ -93,6 +99,8 @@ enum Role {
     Edge,
     /// Be a member of the Raft ledger.
     Ledger,
+    /// Fold usage events and serve the usage query API.
+    Projector,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +195,9 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         eprintln!("{message}");
         ExitCode::from(EXIT_CONFIG)
     };
+    if args.roles.contains(&Role::Projector) {
+        return projector_command(args);
+    }
     let ledger_role = args.roles.contains(&Role::Ledger);
     let edge = args.roles.contains(&Role::Edge);
     let file_mode = !ledger_role && args.ledger.is_empty();
@@ -257,6 +268,22 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         ledger_urls: args.ledger,
         edge,
         keyring,
+    })
+}
+
+fn projector_command(args: ServeArgs) -> ExitCode {
+    if args.roles.iter().any(|role| *role != Role::Projector) {
+        eprintln!("the projector role runs in its own process for now: --roles projector");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let Some(data_dir) = args.data_dir else {
+        eprintln!("the projector role needs --data-dir");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    crate::projector_role::serve(crate::projector_role::ProjectorRole {
+        data_dir,
+        grpc_listen: args.projector_listen,
+        http_listen: args.usage_listen,
     })
 }
 

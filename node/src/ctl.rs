@@ -1,8 +1,9 @@
 //! `floodgate ctl`: administer a running ledger. Object commands go to the JSON admin API
 //! (`--admin`, with `FLOODGATE_ADMIN_TOKEN` when the ledger requires it); cluster
 //! membership goes to the ledger's gRPC `LedgerService` (`--ledger`); `events init` sets up
-//! the JetStream stream from a config file's `events.nats`. Output is JSON on
-//! stdout; errors go to stderr with exit code 1.
+//! the JetStream stream from a config file's `events.nats`; `usage` and `traces` go to a
+//! projector ([`crate::ctl_usage`]). Output is JSON on stdout (tables for `usage` and
+//! `traces`); errors go to stderr with exit code 1.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -79,6 +80,10 @@ enum CtlCommand {
         /// Its gRPC `host:port`.
         addr: String,
     },
+    /// Usage from a projector: totals, series or a ranking, as a table (or `--json`).
+    Usage(crate::ctl_usage::UsageArgs),
+    /// Request traces from a projector, newest first (or one with `--id`).
+    Traces(crate::ctl_usage::TracesArgs),
     /// Set the voters (every id must already be a member); removed voters leave.
     SetVoters {
         /// The voter ids, comma-separated.
@@ -116,11 +121,8 @@ pub fn run(args: CtlArgs) -> ExitCode {
         }
     };
     match runtime.block_on(execute(args)) {
-        Ok(value) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -130,14 +132,17 @@ pub fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
-async fn execute(args: CtlArgs) -> Result<Value, String> {
+/// Runs a command; the text to print.
+async fn execute(args: CtlArgs) -> Result<String, String> {
     let base = args.admin.trim_end_matches('/').to_owned();
     let http = Admin {
         client: reqwest::Client::new(),
         base,
         token: std::env::var(ADMIN_TOKEN_VAR).ok(),
     };
-    match args.command {
+    let value = match args.command {
+        CtlCommand::Usage(usage) => return crate::ctl_usage::usage(usage).await,
+        CtlCommand::Traces(traces) => return crate::ctl_usage::traces(traces).await,
         CtlCommand::Status => http.call(reqwest::Method::GET, "status", None).await,
         CtlCommand::List { kind } => http.call(reqwest::Method::GET, &kind, None).await,
         CtlCommand::Get { kind, id } => {
@@ -184,7 +189,11 @@ async fn execute(args: CtlArgs) -> Result<Value, String> {
                 .map_err(|e| e.to_string())?;
             membership(&changed)
         }
-    }
+    }?;
+    Ok(format!(
+        "{}\n",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    ))
 }
 
 /// Time to reach NATS and set the stream up.

@@ -5,7 +5,9 @@
 //! * [`cli`] — the command line (`dev`, `serve`, `ctl`, `config check`, `version`).
 //! * [`run`] — a node's roles (edge, ledger) wired together; [`roles`] — the ledger side:
 //!   starting a member, the client, applying a config file to the ledger.
-//! * [`admin_http`] — the ledger's admin API as JSON/HTTP; [`ctl`] — `floodgate ctl`.
+//! * [`admin_http`] — the ledger's admin API as JSON/HTTP; [`ctl`] — `floodgate ctl`;
+//!   [`ctl_usage`] — `ctl usage` and `ctl traces` against a projector.
+//! * [`projector_role`] — `serve --roles projector`: the usage query API over the store.
 //! * [`config`] — YAML (native or MLflow 2.x) → validated typed config; hot reload.
 //! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming.
 //! * [`follow`] — an edge following the ledger: snapshots → configs swapped in.
@@ -25,12 +27,14 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod ctl;
+pub mod ctl_usage;
 pub mod edge;
 pub mod events;
 pub mod follow;
 pub mod http_client;
 pub mod kek;
 pub mod pricing;
+pub mod projector_role;
 pub mod providers;
 pub mod roles;
 pub mod run;

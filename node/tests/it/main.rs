@@ -13,6 +13,7 @@ mod config_files;
 mod errors;
 mod events;
 mod keys;
+mod projector_cli;
 mod provider_anthropic;
 mod provider_bedrock;
 mod provider_cohere;

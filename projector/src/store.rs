@@ -1,0 +1,284 @@
+//! [`Projection`]: a projector's sled store (layout in [`crate::keys`]). Folding a batch
+//! reads the aggregates it touches, merges the batch into them, and writes them back with
+//! the traces, the dedup entries and the new position in **one** `apply_batch`, so a crash
+//! leaves either all of a batch or none of it. One fold or prune runs at a time (a write
+//! lock), which is what makes the read-merge-write safe without sled transactions.
+//!
+//! Skipped on fold: events at or below the stored position (redelivered after a lost ack)
+//! and events whose id was folded within the dedup horizon (a publisher retry that got a
+//! new sequence after JetStream's dedup window). An event without an id cannot be
+//! deduplicated by id; only its sequence protects it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use floodgate_events::Delivered;
+use floodgate_proto::v1::UsageEvent;
+use tokio::sync::broadcast;
+
+use crate::aggregate::{Aggregate, CodecError};
+use crate::dims::Dims;
+use crate::keys::{self, Granularity, TraceIndex};
+use crate::trace::{self, Trace};
+
+/// How many folded events a slow live watcher may fall behind before it skips some.
+const FEED_CAPACITY: usize = 4_096;
+/// Keys removed per prune batch.
+const PRUNE_CHUNK: usize = 1_000;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("projection store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored aggregate is unreadable.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A stored trace is unreadable.
+    #[error("unreadable trace: {0}")]
+    Trace(#[from] prost::DecodeError),
+    /// A stored record is too short to be what its key says.
+    #[error("a stored {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// What one fold did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    /// The position after the fold (the last sequence seen, folded or skipped).
+    pub position: u64,
+    /// The events counted, in order.
+    pub events: Vec<Arc<UsageEvent>>,
+    /// Events skipped because their sequence was at or below the position.
+    pub stale: usize,
+    /// Events skipped because their id was already folded.
+    pub duplicates: usize,
+}
+
+/// What one prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Traces removed.
+    pub traces: usize,
+    /// Dedup entries removed.
+    pub seen: usize,
+}
+
+/// A projector's store: aggregates, traces, the dedup set and the consumer position.
+#[derive(Clone)]
+pub struct Projection {
+    db: sled::Db,
+    tree: sled::Tree,
+    write: Arc<Mutex<()>>,
+    feed: broadcast::Sender<Arc<UsageEvent>>,
+}
+
+impl std::fmt::Debug for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection").finish_non_exhaustive()
+    }
+}
+
+impl Projection {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(dir)?;
+        let tree = db.open_tree("projection")?;
+        Ok(Self {
+            db,
+            tree,
+            write: Arc::default(),
+            feed: broadcast::channel(FEED_CAPACITY).0,
+        })
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// The last folded sequence (0 before any).
+    pub fn position(&self) -> Result<u64, StoreError> {
+        match self.tree.get(keys::POSITION)? {
+            None => Ok(0),
+            Some(bytes) => Ok(u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("position"))?,
+            )),
+        }
+    }
+
+    /// Whether the store holds nothing yet.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Folds `batch` (in sequence order) and commits it with the new position in one sled
+    /// batch; `now_us` stamps the dedup entries. Not yet durable: [`Self::flush`] before
+    /// acknowledging.
+    pub fn fold(&self, batch: &[Delivered], now_us: u64) -> Result<Folded, StoreError> {
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = self.position()?;
+        let mut folded = Folded {
+            position: start,
+            ..Folded::default()
+        };
+        let mut writes = sled::Batch::default();
+        let mut touched: BTreeMap<Vec<u8>, Vec<&UsageEvent>> = BTreeMap::new();
+        let mut ids: HashSet<&str> = HashSet::new();
+        for delivered in batch {
+            if delivered.sequence <= folded.position {
+                folded.stale += 1;
+                continue;
+            }
+            folded.position = delivered.sequence;
+            let event = &delivered.event;
+            let id = event.event_id.as_str();
+            if !id.is_empty() {
+                if ids.contains(id) || self.tree.contains_key(keys::seen(id))? {
+                    folded.duplicates += 1;
+                    continue;
+                }
+                ids.insert(id);
+                writes.insert(keys::seen(id), &now_us.to_be_bytes()[..]);
+                writes.insert(keys::seen_expiry(now_us, id), &[][..]);
+            }
+            let dims = Dims::of(event);
+            let unix_s = event.time_unix_us.div_euclid(1_000_000);
+            for gran in Granularity::ALL {
+                let key = keys::aggregate(gran, gran.bucket(unix_s), &dims);
+                touched.entry(key).or_default().push(event);
+            }
+            Trace {
+                sequence: delivered.sequence,
+                event: event.clone(),
+            }
+            .write(&mut writes);
+            folded.events.push(Arc::new(trace::without_payloads(event)));
+        }
+        for (key, events) in touched {
+            let mut aggregate = match self.tree.get(&key)? {
+                Some(bytes) => Aggregate::decode(&bytes)?,
+                None => Aggregate::default(),
+            };
+            for event in events {
+                aggregate.record(event);
+            }
+            writes.insert(key, aggregate.encode()?);
+        }
+        if folded.position > start {
+            writes.insert(keys::POSITION, &folded.position.to_be_bytes()[..]);
+        }
+        self.tree.apply_batch(writes)?;
+        Ok(folded)
+    }
+
+    /// Makes everything committed so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Hands folded events to live watchers ([`Self::subscribe`]).
+    pub fn publish(&self, events: &[Arc<UsageEvent>]) {
+        for event in events {
+            // No watcher is not an error.
+            let _ = self.feed.send(event.clone());
+        }
+    }
+
+    /// A live feed of the events folded from now on (without payloads).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<UsageEvent>> {
+        self.feed.subscribe()
+    }
+
+    /// Removes traces older than `now_us - trace_retention` and dedup entries recorded
+    /// before `now_us - dedup_horizon`.
+    pub fn prune(
+        &self,
+        now_us: u64,
+        trace_retention: Duration,
+        dedup_horizon: Duration,
+    ) -> Result<Pruned, StoreError> {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mut pruned = Pruned::default();
+        loop {
+            let removed = self.prune_seen(now_us.saturating_sub(micros(dedup_horizon)))?;
+            pruned.seen += removed;
+            if removed < PRUNE_CHUNK {
+                break;
+            }
+        }
+        loop {
+            let removed = self.prune_traces(now_us.saturating_sub(micros(trace_retention)))?;
+            pruned.traces += removed;
+            if removed < PRUNE_CHUNK {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    fn prune_seen(&self, before_us: u64) -> Result<usize, StoreError> {
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let range = keys::seen_expiry_bound(0)..keys::seen_expiry_bound(before_us);
+        for entry in self.tree.range(range).take(PRUNE_CHUNK) {
+            let (key, _) = entry?;
+            if let Some(id) = keys::parse_seen_expiry(&key) {
+                batch.remove(keys::seen(id));
+            }
+            batch.remove(key);
+            removed += 1;
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(removed)
+    }
+
+    fn prune_traces(&self, before_us: u64) -> Result<usize, StoreError> {
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let index = TraceIndex::Time;
+        let prefix = index.prefix().len();
+        for entry in self
+            .tree
+            .range(index.key(0, "")..index.key(before_us, ""))
+            .take(PRUNE_CHUNK)
+        {
+            let (key, _) = entry?;
+            removed += 1;
+            let Some((_, id)) = keys::parse_trace_index(&key, prefix) else {
+                batch.remove(key);
+                continue;
+            };
+            match self.tree.get(keys::trace(id))? {
+                Some(bytes) => Trace::decode(&bytes)?.remove(&mut batch),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(removed)
+    }
+
+    /// The stored trace of an event id.
+    pub fn trace(&self, event_id: &str) -> Result<Option<Trace>, StoreError> {
+        match self.tree.get(keys::trace(event_id))? {
+            Some(bytes) => Ok(Some(Trace::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The event id of a request id's trace.
+    pub fn event_id_of_request(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::request(request_id))?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+}
