@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use floodgate_projector::ProjectorSettings;
 
 use crate::config::{self, Mode, ProcessEnv};
 use crate::roles::LedgerRole;
@@ -40,11 +41,20 @@ enum Command {
         /// Where the JSON admin API listens.
         #[arg(long, default_value = "127.0.0.1:8081")]
         admin_listen: SocketAddr,
+        /// Where the usage query JSON API (the in-process projector) listens; its gRPC
+        /// `UsageService` takes a free port (logged).
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        usage_listen: SocketAddr,
     },
     /// Run a node: an edge from a config file, or edges and ledger members of a cluster.
     Serve(ServeArgs),
     /// Administer a running ledger.
     Ctl(crate::ctl::CtlArgs),
+    /// Projector tools.
+    Projector {
+        #[command(subcommand)]
+        command: ProjectorCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -90,6 +100,29 @@ struct ServeArgs {
     /// Projector role: the usage JSON API's address.
     #[arg(long, default_value = "127.0.0.1:8082")]
     usage_listen: SocketAddr,
+    /// Projector role: the durable JetStream consumer to read through (each projector
+    /// replica needs its own).
+    #[arg(long, default_value = crate::projector_role::DURABLE)]
+    consumer: String,
+}
+
+/// `floodgate projector`.
+#[derive(Debug, Subcommand)]
+enum ProjectorCommand {
+    /// Replay the whole usage event stream into a new, empty projection store.
+    Rebuild {
+        /// The config file whose `events.nats` names the stream.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new store's directory (must be empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The durable consumer to replay through (recreated from the stream's start); run
+        /// the rebuilt projector with the same `--consumer` so it resumes where the
+        /// rebuild ended.
+        #[arg(long, default_value = crate::projector_role::DURABLE)]
+        consumer: String,
+    },
 }
 
 /// A role a node plays.
@@ -147,14 +180,37 @@ impl Cli {
                 listen,
                 data_dir,
                 admin_listen,
-            } => dev(listen, data_dir, admin_listen),
+                usage_listen,
+            } => dev(listen, data_dir, admin_listen, usage_listen),
             Command::Serve(args) => serve_command(args),
             Command::Ctl(args) => crate::ctl::run(args),
+            Command::Projector {
+                command:
+                    ProjectorCommand::Rebuild {
+                        config,
+                        data_dir,
+                        consumer,
+                    },
+            } => match nats_events(&config) {
+                Ok(nats) => crate::projector_role::rebuild(&nats, &data_dir, &consumer),
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
         }
     }
 }
 
-fn dev(listen: SocketAddr, data_dir: PathBuf, admin_listen: SocketAddr) -> ExitCode {
+fn dev(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    admin_listen: SocketAddr,
+    usage_listen: SocketAddr,
+) -> ExitCode {
+    let mut projector = ProjectorSettings::new(data_dir.join("projection"));
+    projector.http_listen = usage_listen;
+    projector.grpc_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut local = match config::load_str(config::DEV_CONFIG, Mode::Dev, &ProcessEnv) {
         Ok(config) => config,
         Err(error) => {
@@ -187,6 +243,7 @@ fn dev(listen: SocketAddr, data_dir: PathBuf, admin_listen: SocketAddr) -> ExitC
         ledger_urls: Vec::new(),
         edge: true,
         keyring: Some(keyring),
+        projector: Some(projector),
     })
 }
 
@@ -268,6 +325,7 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         ledger_urls: args.ledger,
         edge,
         keyring,
+        projector: None,
     })
 }
 
@@ -280,11 +338,40 @@ fn projector_command(args: ServeArgs) -> ExitCode {
         eprintln!("the projector role needs --data-dir");
         return ExitCode::from(EXIT_CONFIG);
     };
+    let Some(file) = args.config else {
+        eprintln!("the projector role needs --config with an `events:` section (backend nats)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let nats = match nats_events(&file) {
+        Ok(nats) => nats,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     crate::projector_role::serve(crate::projector_role::ProjectorRole {
         data_dir,
         grpc_listen: args.projector_listen,
         http_listen: args.usage_listen,
+        feed: crate::projector_role::Feed::Nats {
+            nats,
+            consumer: args.consumer,
+        },
     })
+}
+
+/// The JetStream settings of the config file's `events:` section (backend `nats`: a local
+/// log belongs to the one process that writes it).
+fn nats_events(file: &Path) -> Result<crate::config::events::NatsEvents, String> {
+    let config = config::load_file(file, Mode::Ledger, &ProcessEnv)
+        .map_err(|e| format!("{}: invalid configuration\n{e}", file.display()))?;
+    match config.events.map(|events| events.backend) {
+        Some(crate::config::events::EventsBackend::Nats(nats)) => Ok(nats),
+        _ => Err(format!(
+            "{}: the projector reads NATS JetStream: add an `events:` section with `backend: nats`",
+            file.display()
+        )),
+    }
 }
 
 fn parse_voters(list: &[String]) -> Result<Option<BTreeMap<u64, String>>, String> {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use floodgate_cluster::admin::Admin;
 use floodgate_cluster::secrets::Keyring;
+use floodgate_projector::ProjectorSettings;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +31,7 @@ use crate::edge::quota::ledger::QuotaLedger;
 use crate::edge::quota::{QuotaSettings, Quotas};
 use crate::follow::Follower;
 use crate::http_client::HttpClients;
+use crate::projector_role::{self, Feed};
 use crate::providers::Providers;
 use crate::roles::{self, LedgerRole, RoleError};
 use crate::usage::{LogSink, UsageSink};
@@ -58,6 +60,8 @@ pub struct Plan {
     pub edge: bool,
     /// The key-encryption keys.
     pub keyring: Option<Keyring>,
+    /// Run a projector in this process over the edge's local event log (`dev`).
+    pub projector: Option<ProjectorSettings>,
 }
 
 /// Why the node stopped with an error.
@@ -77,6 +81,9 @@ pub enum NodeError {
     /// The config watcher could not start.
     #[error(transparent)]
     Watch(#[from] config::watch::WatchError),
+    /// The in-process projector did not start.
+    #[error(transparent)]
+    Projector(#[from] floodgate_projector::StartError),
     /// The ledger side failed.
     #[error(transparent)]
     Ledger(#[from] RoleError),
@@ -169,9 +176,12 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
         // Edge-local and read once: a reload does not move the spool or the event log.
         let sink: Arc<dyn UsageSink> = match &plan.local.events {
             Some(events) => {
-                crate::events::start(events, edge_id.clone(), &tracker, &stop)
-                    .await?
-                    .sink
+                let started =
+                    crate::events::start(events, edge_id.clone(), &tracker, &stop).await?;
+                if let (Some(settings), Some(log)) = (plan.projector.clone(), started.local) {
+                    projector_role::start(settings, Feed::Local(log), &stop, &tracker).await?;
+                }
+                started.sink
             }
             None => Arc::new(LogSink::start(USAGE_QUEUE, &tracker)),
         };

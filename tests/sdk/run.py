@@ -36,7 +36,7 @@ class Floodgate:
         self.data_dir = tempfile.mkdtemp(prefix="floodgate-sdk-")
         self.proc = subprocess.Popen(
             [binary, "dev", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--admin-listen", "127.0.0.1:0"],
+             "--admin-listen", "127.0.0.1:0", "--usage-listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -58,7 +58,8 @@ impl Node {
             command
                 .arg("--data-dir")
                 .arg(data.path())
-                .args(["--admin-listen", "127.0.0.1:0"]);
+                .args(["--admin-listen", "127.0.0.1:0"])
+                .args(["--usage-listen", "127.0.0.1:0"]);
         }
         command
             .env_remove("RUST_LOG")
@@ -278,6 +279,51 @@ async fn dev_serves_the_mock_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("DEVELOPMENT MODE"), "{stderr}");
     assert!(stderr.contains("no authentication"), "{stderr}");
 
+    // dev's in-process projector folds both requests from the local event log.
+    let stdout = node.stdout.clone();
+    let usage: SocketAddr = wait_until("the usage query API's listening line", || {
+        stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("usage query API listening"))
+            .find_map(|line| {
+                serde_json::from_str::<Value>(line).ok()?["http"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let top_url = format!(
+        "http://{usage}/usage/v1/top?from={}&to={}&dimension=endpoint&by=requests",
+        now - 3_600,
+        now + 3_600
+    );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let projected = loop {
+        let top: Value = client()
+            .get(&top_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if top["entries"][0]["value"] == "chat" && top["entries"][0]["requests"] == 2 {
+            break top["entries"][0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector never counted both requests: {top}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
     node.terminate();
     let status = node.exited().await;
     let stdout = node.stdout();
@@ -307,6 +353,16 @@ async fn dev_serves_the_mock_and_stops_cleanly_on_sigterm() {
     assert!(streamed.streamed);
     assert_eq!(streamed.tokens.unwrap().output, 5);
     assert!(!streamed.client_cancelled);
+    let tokens: u64 = [plain, streamed]
+        .iter()
+        .map(|e| e.tokens.unwrap().input + e.tokens.unwrap().output)
+        .sum();
+    let cost: u64 = [plain, streamed]
+        .iter()
+        .map(|e| e.cost_micros.unwrap())
+        .sum();
+    assert_eq!(projected["tokens"], tokens, "{projected}");
+    assert_eq!(projected["cost_micros"], cost, "{projected}");
 }
 
 /// Default (text) logs written to a pipe are plain text: no terminal colour codes for a log

@@ -1,11 +1,17 @@
-//! The real binary as a projector: `serve --roles projector` over a store holding known
-//! events, read back with `ctl usage` and `ctl traces` (tables and `--json`).
+//! The real binary as a projector: known events published to a real NATS JetStream (one of
+//! them twice, as a publisher retry after the duplicate window would), folded by
+//! `serve --roles projector --config`, read back with `ctl usage` and `ctl traces` (tables
+//! and `--json`); then `projector rebuild` replays the stream into a new store with the same
+//! totals.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use floodgate_events::Delivered;
-use floodgate_projector::Projection;
+use std::time::Duration;
+
+use floodgate_events::envelope;
+use floodgate_events::stream::{self, StreamSettings};
+use floodgate_events::testing::NatsServer;
 use floodgate_proto::v1::{TokenCounts, UsageEvent};
 use serde_json::Value;
 
@@ -14,27 +20,36 @@ use crate::common::wait_until;
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 const FROM: i64 = 1_795_132_800;
 
-fn event(i: u64, key: &str, status: u32, cost: u64) -> Delivered {
-    Delivered {
-        sequence: i,
-        event: UsageEvent {
-            event_id: format!("ev-{i}"),
-            request_id: format!("req-{i}"),
-            time_unix_us: (FROM + i as i64 * 60) * 1_000_000,
-            endpoint: "chat".into(),
-            model: "gpt-4o".into(),
-            key_id: key.into(),
-            status,
-            tokens: Some(TokenCounts {
-                input: 100,
-                output: 10,
-                ..TokenCounts::default()
-            }),
-            cost_micros: Some(cost),
-            total_latency_us: 20_000,
-            ..UsageEvent::default()
-        },
+fn event(i: u64, key: &str, status: u32, cost: u64) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("ev-{i}"),
+        request_id: format!("req-{i}"),
+        time_unix_us: (FROM + i as i64 * 60) * 1_000_000,
+        endpoint: "chat".into(),
+        model: "gpt-4o".into(),
+        key_id: key.into(),
+        status,
+        tokens: Some(TokenCounts {
+            input: 100,
+            output: 10,
+            ..TokenCounts::default()
+        }),
+        cost_micros: Some(cost),
+        total_latency_us: 20_000,
+        ..UsageEvent::default()
     }
+}
+
+/// Publishes `event` to the usage stream with its id as `Nats-Msg-Id`, after the stream's
+/// duplicate window has been set to one second so a republish counts as new for NATS.
+async fn publish(js: &async_nats::jetstream::Context, event: &UsageEvent) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.event_id.as_str());
+    js.publish_with_headers(stream::subject("0"), headers, envelope::encode(event))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 fn ctl(args: &[&str]) -> (bool, String, String) {
@@ -49,20 +64,44 @@ fn ctl(args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("projection");
-    {
-        let projection = Projection::open(&store).unwrap();
-        let batch = [
-            event(1, "k1", 200, 1_000_000),
-            event(2, "k1", 200, 500_000),
-            event(3, "k2", 502, 250),
-        ];
-        projection.fold(&batch, 1).unwrap();
-        projection.flush().await.unwrap();
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let settings = StreamSettings {
+        duplicate_window: Duration::from_secs(1),
+        ..StreamSettings::default()
+    };
+    stream::ensure_stream(&js, &settings).await.unwrap();
+    let events = [
+        event(1, "k1", 200, 1_000_000),
+        event(2, "k1", 200, 500_000),
+        event(3, "k2", 502, 250),
+    ];
+    for event in &events {
+        publish(&js, event).await;
     }
+    let config = dir.path().join("projector.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "events:\n  backend: nats\n  nats: {{urls: [\"{}\"]}}\n  spool: {{dir: \"{}\"}}\n",
+            nats.url(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let store = dir.path().join("projection");
     let data_dir = store.to_str().unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--roles", "projector", "--data-dir", data_dir])
+        .args([
+            "serve",
+            "--roles",
+            "projector",
+            "--config",
+            config,
+            "--data-dir",
+            data_dir,
+        ])
         .args([
             "--projector-listen",
             "127.0.0.1:0",
@@ -101,6 +140,76 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
         &(FROM + 3_600).to_string(),
     ];
     let projector = ["--projector", url.as_str()];
+    let requests = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            let top: Value = crate::common::client()
+                .get(format!(
+                    "{url}/usage/v1/top?from={FROM}&to={}&dimension=key&by=requests",
+                    FROM + 3_600
+                ))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            top["entries"]
+                .as_array()?
+                .iter()
+                .find(|e| e["value"] == key)?["requests"]
+                .as_u64()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + crate::common::DEADLINE;
+    while requests("k1").await != Some(2) || requests("k2").await != Some(1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector never folded the events"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The same event again after NATS forgot its id: a new stream message, counted once.
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", events[1].event_id.as_str());
+        let ack = js
+            .publish_with_headers(stream::subject("0"), headers, envelope::encode(&events[1]))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if !ack.duplicate {
+            assert_eq!(ack.sequence, 4);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "NATS kept the id");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(stream::STREAM)
+        .await
+        .unwrap()
+        .get_consumer("floodgate-projector")
+        .await
+        .unwrap();
+    loop {
+        let info = consumer.info().await.unwrap();
+        if info.ack_floor.stream_sequence == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector never acked the republish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        requests("k1").await,
+        Some(2),
+        "the republished event counted once"
+    );
 
     let (ok, table, stderr) =
         ctl(&[&["usage", "--group-by", "key"][..], &range, &projector].concat());
@@ -146,4 +255,25 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
     let status = wait_until("the projector to exit", || child.try_wait().unwrap()).await;
     assert!(status.success());
     reader.join().unwrap();
+
+    // A rebuild replays the whole stream into a new store: the same events, the duplicate
+    // skipped.
+    let rebuilt = dir.path().join("rebuilt");
+    let output = Command::new(BIN)
+        .args(["projector", "rebuild", "--config", config, "--data-dir"])
+        .arg(&rebuilt)
+        .args(["--consumer", "rebuild-test"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("3 events folded, 1 duplicates skipped"),
+        "{text}"
+    );
 }
