@@ -17,7 +17,7 @@ use std::time::Duration;
 use floodgate_events::jetstream::JetStreamSource;
 use floodgate_events::local::LocalLog;
 use floodgate_events::stream;
-use floodgate_projector::{Projector, ProjectorSettings};
+use floodgate_projector::{Listening, Projector, ProjectorSettings};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,16 +46,17 @@ pub enum Feed {
 }
 
 /// Opens the projection, serves its query API and starts folding `feed` into it, on
-/// `tracker`, until `stop`. JetStream is opened in the background, retried until NATS
-/// answers, so the query API serves from the start.
+/// `tracker`, until `stop`; the projector and where its query API listens. JetStream is
+/// opened in the background, retried until NATS answers, so the query API serves from the
+/// start.
 pub async fn start(
     settings: ProjectorSettings,
     feed: Feed,
     stop: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<Projector, floodgate_projector::StartError> {
+) -> Result<(Projector, Listening), floodgate_projector::StartError> {
     let projector = Projector::open(settings)?;
-    projector.serve_queries(stop, tracker).await?;
+    let listening = projector.serve_queries(stop, tracker).await?;
     match feed {
         Feed::Local(log) => match log.source("projector") {
             Ok(source) => projector.start_loop(source, stop, tracker),
@@ -73,7 +74,7 @@ pub async fn start(
             });
         }
     }
-    Ok(projector)
+    Ok((projector, listening))
 }
 
 /// The durable consumer, once NATS and the stream answer (retried with backoff).
@@ -156,7 +157,7 @@ async fn run(
     feed: Feed,
 ) -> Result<(), floodgate_projector::StartError> {
     let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
-    let projector = start(settings, feed, &stop, &tracker).await?;
+    let (projector, _) = start(settings, feed, &stop, &tracker).await?;
     server::shutdown_signal().await;
     stop.cancel();
     tracker.close();

@@ -7,6 +7,7 @@
 
 mod common;
 
+mod accounting;
 mod binary;
 mod cluster;
 mod config_files;
