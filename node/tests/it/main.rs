@@ -26,3 +26,4 @@ mod routes;
 mod routing;
 mod shutdown;
 mod streaming;
+mod usage_processes;
