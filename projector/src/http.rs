@@ -8,6 +8,7 @@
 //! | `GET /usage/v1/traces?from&to&cursor&limit&<filters>` | `{"traces": [TraceView], "next_cursor"}` |
 //! | `GET /usage/v1/traces/{id}` | `{"trace": TraceView, "sequence"}` (event or request id) |
 //! | `GET /usage/v1/watch?<filters>` | server-sent events, one `TraceView` (no payloads) per event folded from now on |
+//! | `GET /usage/v1/stats` | the fold loop's counters and lag ([`stats_router`]) |
 //!
 //! `from`/`to` are Unix seconds; `group_by` is comma-separated; filters are the dimension
 //! names (`endpoint`, `provider`, `model`, `key`, `team`, `user`, `status`). An unknown
@@ -15,6 +16,8 @@
 //! `{"error": {"message", "type", "param", "code"}}` ([`QueryError`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -28,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dims::{Dimension, Filter};
 use crate::query::{self, QueryError, TopQuery, TraceQuery, UsageQuery, blocking};
+use crate::runner::LoopStats;
 use crate::store::Projection;
 use crate::view::TraceView;
 
@@ -46,6 +50,24 @@ pub fn router(projection: Projection, stop: CancellationToken) -> Router {
         .route("/usage/v1/traces/{id}", get(trace))
         .route("/usage/v1/watch", get(watch))
         .with_state(HttpState { projection, stop })
+}
+
+/// `GET /usage/v1/stats`: the fold loop's counters and lag (answer → visible), as JSON.
+pub fn stats_router(stats: Arc<LoopStats>) -> Router {
+    Router::new().route(
+        "/usage/v1/stats",
+        get(move || {
+            let stats = stats.clone();
+            async move {
+                axum::Json(json!({
+                    "folded": stats.folded.load(Ordering::Relaxed),
+                    "skipped": stats.skipped.load(Ordering::Relaxed),
+                    "undecodable": stats.undecodable.load(Ordering::Relaxed),
+                    "lag_us": stats.lag(),
+                }))
+            }
+        }),
+    )
 }
 
 fn refusal(error: &QueryError) -> Response {

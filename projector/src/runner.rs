@@ -7,11 +7,13 @@
 //! `Unavailable` from the source is retried with exponential backoff; `Undecodable` is
 //! logged, counted and passed over (the source parks the message and moves on).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use floodgate_events::{EventSource, SourceError};
+use floodgate_proto::v1::UsageEvent;
+use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Projection, StoreError};
@@ -40,7 +42,7 @@ impl Default for LoopSettings {
 }
 
 /// Counters of a running loop, readable from elsewhere.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoopStats {
     /// Events folded.
     pub folded: AtomicU64,
@@ -48,6 +50,74 @@ pub struct LoopStats {
     pub skipped: AtomicU64,
     /// Undecodable events passed over.
     pub undecodable: AtomicU64,
+    /// Lag of each folded event, µs: from its answer (arrival plus total latency) to the
+    /// flush that made it visible to queries. Written by the loop once per batch.
+    lag: Mutex<Option<Histogram<u64>>>,
+}
+
+/// The longest lag the histogram tracks exactly (an hour); longer ones count as that.
+const MAX_LAG_US: u64 = 3_600_000_000;
+
+impl Default for LoopStats {
+    fn default() -> Self {
+        Self {
+            folded: AtomicU64::default(),
+            skipped: AtomicU64::default(),
+            undecodable: AtomicU64::default(),
+            lag: Mutex::new(Histogram::new_with_max(MAX_LAG_US, 2).ok()),
+        }
+    }
+}
+
+/// Percentiles of the fold lag, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LagSummary {
+    /// Events measured.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl LoopStats {
+    /// The fold lag so far.
+    pub fn lag(&self) -> LagSummary {
+        let lag = self
+            .lag
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(histogram) = lag.as_ref().filter(|h| !h.is_empty()) else {
+            return LagSummary::default();
+        };
+        LagSummary {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            max: histogram.max(),
+        }
+    }
+
+    fn record_lag(&self, events: &[Arc<UsageEvent>], visible_at: u64) {
+        let mut lag = self
+            .lag
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(histogram) = lag.as_mut() else {
+            return;
+        };
+        for event in events {
+            let answered = u64::try_from(event.time_unix_us)
+                .unwrap_or(0)
+                .saturating_add(event.total_latency_us);
+            histogram.saturating_record(visible_at.saturating_sub(answered).min(MAX_LAG_US));
+        }
+    }
 }
 
 /// Why the loop stopped with an error.
@@ -110,6 +180,7 @@ pub async fn step<E: EventSource>(
         .await
         .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
     projection.flush().await?;
+    stats.record_lag(&folded.events, now_us());
     stats
         .folded
         .fetch_add(folded.events.len() as u64, Ordering::Relaxed);

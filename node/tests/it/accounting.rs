@@ -209,5 +209,22 @@ async fn the_projector_totals_equal_what_the_upstream_served_across_two_edges() 
     assert_eq!(failing["errors"], REQUESTS as u64 / 3);
     assert_eq!(failing["tokens"], 0);
     assert_eq!(failing["cost_micros"], 0);
+
+    // The fold loop's own account: every event folded once, each with its lag measured.
+    let stats: Value = client()
+        .get(format!("http://{}/usage/v1/stats", listening.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["folded"], REQUESTS as u64, "{stats}");
+    assert_eq!(stats["lag_us"]["count"], REQUESTS as u64, "{stats}");
+    let p99 = stats["lag_us"]["p99"].as_u64().unwrap();
+    assert!(
+        p99 > 0 && p99 <= stats["lag_us"]["max"].as_u64().unwrap(),
+        "{stats}"
+    );
     stop.cancel();
 }
