@@ -115,6 +115,7 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
     let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let sink = lines.clone();
     let reader = std::thread::spawn(move || {
@@ -249,10 +250,10 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
     assert!(stderr.contains("unknown_group_by"), "{stderr}");
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = wait_until("the projector to exit", || child.try_wait().unwrap()).await;
+    let status = wait_until("the projector to exit", || child.0.try_wait().unwrap()).await;
     assert!(status.success());
     reader.join().unwrap();
 
@@ -276,4 +277,16 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
         text.contains("3 events folded, 1 duplicates skipped"),
         "{text}"
     );
+}
+
+/// The projector process, killed if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
