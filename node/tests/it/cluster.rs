@@ -147,17 +147,18 @@ fn endpoint(name: &str, base: &str) -> Value {
         "credential": {"stored": {"name": "upstream"}}, "weight": 1, "max_tokens": null, "price": null}]})
 }
 
-/// Puts an endpoint through `member`'s admin API, retrying while the cluster has no leader.
-async fn put_endpoint(member: &Member, name: &str, base: &str) {
-    let body = endpoint(name, base);
+/// A write through `member`'s admin API, retried while the member answers `503` (no
+/// leader for a moment: elections on a busy machine); any other failure fails the test.
+/// The reply's JSON.
+async fn admin_write(member: &Member, method: reqwest::Method, path: &str, body: Value) -> Value {
     eventually(
-        &format!("member {} to accept endpoint {name}", member.id),
+        &format!("member {} to accept {method} {path}", member.id),
         CLUSTER_DEADLINE,
         || {
-            let body = body.clone();
+            let (method, body) = (method.clone(), body.clone());
             async move {
                 let response = client()
-                    .put(member.admin_url("endpoint"))
+                    .request(method.clone(), member.admin_url(path))
                     .json(&body)
                     .timeout(Duration::from_secs(5))
                     .send()
@@ -167,11 +168,26 @@ async fn put_endpoint(member: &Member, name: &str, base: &str) {
                 let text = response.text().await.unwrap_or_default();
                 assert!(
                     status.is_success() || status == 503,
-                    "endpoint {name} refused with {status}: {text}"
+                    "{method} {path} refused with {status}: {text}"
                 );
-                status.is_success().then_some(())
+                if status.is_success() {
+                    Some(serde_json::from_str(&text).unwrap_or(Value::Null))
+                } else {
+                    None
+                }
             }
         },
+    )
+    .await
+}
+
+/// Puts an endpoint through `member`'s admin API.
+async fn put_endpoint(member: &Member, name: &str, base: &str) {
+    admin_write(
+        member,
+        reqwest::Method::PUT,
+        "endpoint",
+        endpoint(name, base),
     )
     .await;
 }
@@ -267,14 +283,14 @@ async fn three_members_and_two_edges_survive_losing_members() {
     }
 
     // 2. Changes through member 1 reach edge B, which only knows member 3.
-    let credential = client()
-        .put(members[0].admin_url("credential"))
-        .json(&json!({"name": "upstream", "kind": "api_key", "api_key": UPSTREAM_KEY}))
-        .send()
-        .await
-        .unwrap();
-    assert!(credential.status().is_success());
-    let shown = credential.text().await.unwrap();
+    let shown = admin_write(
+        &members[0],
+        reqwest::Method::PUT,
+        "credential",
+        json!({"name": "upstream", "kind": "api_key", "api_key": UPSTREAM_KEY}),
+    )
+    .await
+    .to_string();
     assert!(
         !shown.contains(UPSTREAM_KEY),
         "the credential is only shown masked: {shown}"
@@ -295,15 +311,13 @@ async fn three_members_and_two_edges_survive_losing_members() {
     assert!(field.starts_with("endpoint.targets[0]"), "{body}");
     put_endpoint(&members[0], "added", &base).await;
     serves(b, "added", KEY, 200).await;
-    let created: Value = client()
-        .post(members[0].admin_url("keys"))
-        .json(&json!({"id": "fresh", "team": "ml"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = admin_write(
+        &members[0],
+        reqwest::Method::POST,
+        "keys",
+        json!({"id": "fresh", "team": "ml"}),
+    )
+    .await;
     let fresh = created["key"]
         .as_str()
         .expect("the key is shown once")
@@ -314,15 +328,13 @@ async fn three_members_and_two_edges_survive_losing_members() {
         .unwrap()
         .as_millis()
         + 3_000;
-    let expired: Value = client()
-        .post(members[0].admin_url("keys"))
-        .json(&json!({"id": "expiring", "team": "ml", "expires_at": expiry}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let expired = admin_write(
+        &members[0],
+        reqwest::Method::POST,
+        "keys",
+        json!({"id": "expiring", "team": "ml", "expires_at": expiry}),
+    )
+    .await;
     let expired = expired["key"]
         .as_str()
         .unwrap_or_else(|| panic!("{expired}"))
@@ -333,12 +345,13 @@ async fn three_members_and_two_edges_survive_losing_members() {
         chat(b, "chat", &expired).await.1["error"]["code"],
         "expired_api_key"
     );
-    let revoked = client()
-        .post(members[0].admin_url("keys/fresh/revoke"))
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    admin_write(
+        &members[0],
+        reqwest::Method::POST,
+        "keys/fresh/revoke",
+        Value::Null,
+    )
+    .await;
     serves(b, "chat", &fresh, 401).await;
     serves(a, "chat", &fresh, 401).await;
 
