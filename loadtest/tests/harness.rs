@@ -419,3 +419,36 @@ async fn run_check_fails_when_refusals_reached_the_upstream() {
         "{stderr}"
     );
 }
+
+/// `compare` with the same mock on both sides, the "gateway" side slowed by a known 5 ms
+/// (a second mock with a fixed latency): the added latency is about 5 ms at every
+/// percentile, and both sides sent the same closed-loop load in alternating slices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_reports_the_latency_a_slower_hop_adds() {
+    let (direct, a) = start_upstream(UpstreamConfig::default()).await;
+    let (slow, b) = start_upstream(UpstreamConfig {
+        latency: Latency::Fixed(Duration::from_millis(5)),
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let mut load = open_loop(a, 1.0, 1, Duration::from_millis(800));
+    load.mode = Mode::Closed { concurrency: 1 };
+    let report = floodgate_loadtest::compare::run(floodgate_loadtest::compare::CompareConfig {
+        load,
+        direct: format!("http://{a}/v1"),
+        gateway: format!("http://{b}/v1"),
+        slices: 4,
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    assert_eq!(report.direct.errors() + report.gateway.errors(), 0);
+    assert_eq!(direct.stats().requests, report.direct.requests);
+    assert_eq!(slow.stats().requests, report.gateway.requests);
+    // tokio's timer serves a 5 ms wait in 5–7 ms.
+    let added = report.added_latency;
+    assert!((4_500..9_000).contains(&added.p50_us), "{report:?}");
+    assert!(added.p90_us >= 4_500, "{report:?}");
+    // A closed loop one at a time: the slow side does far fewer requests per second.
+    assert!(report.throughput_ratio < 0.5, "{report:?}");
+}
