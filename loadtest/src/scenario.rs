@@ -364,6 +364,14 @@ requests:
     }
 
     #[test]
+    fn the_shipped_example_scenario_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/mix.yaml");
+        let scenario = Scenario::load(Path::new(path)).unwrap();
+        assert_eq!(scenario.kinds().len(), 4);
+        assert!(scenario.streams());
+    }
+
+    #[test]
     fn parses_json_and_names_the_bad_path() {
         let ok = r#"{"requests": [{"model": "chat", "stream": 1}]}"#;
         let scenario = Scenario::parse(ok, true, "a.json").unwrap();
