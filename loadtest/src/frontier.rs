@@ -143,7 +143,8 @@ pub async fn search(config: FrontierConfig) -> anyhow::Result<FrontierReport> {
         if !held {
             break;
         }
-        rate = (rate * config.factor).round();
+        // Whole rates; at least one more per step, so small rates cannot stall the search.
+        rate = (rate * config.factor).round().max(rate + 1.0);
     }
     Ok(summarize(config.p99_bound, steps))
 }
