@@ -1,17 +1,32 @@
-//! The command line: `upstream` starts the mock, `run` offers load and prints the report.
-//! Parses and validates values, then hands over to [`crate::upstream`] and [`crate::load`].
+//! The command line: `upstream` starts the mock, `run` offers load and prints the report
+//! (with `--check`, the invariant checks; with `--pid`/`--process-name`, resources),
+//! `compare` and `frontier` are the two measuring modes, `ledger` the ledger benchmark.
+//! Parses and validates values and glues the library modules together (the books are read
+//! before and after a checked run here); the logic lives in the modules.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use std::fmt;
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::books;
+use crate::check::{self, Books, CheckOutcome, ProjectorTotals};
+use crate::compare::CompareConfig;
+use crate::frontier::FrontierConfig;
+use crate::report::Report;
+use crate::resources::{self, ResourceReport, Sampler};
 
 use crate::ledger::LedgerBench;
 use crate::load::{Mode, RunConfig};
+use crate::scenario::Scenario;
 use crate::spec::{Latency, Stall, parse_duration, probability};
-use crate::upstream::{Upstream, UpstreamConfig};
+use crate::upstream::{Price, StatsSnapshot, Upstream, UpstreamConfig};
 
 /// `floodgate-loadtest`: the mock upstream and the load generator of Floodgate's benchmarks.
 #[derive(Debug, Parser)]
@@ -25,10 +40,17 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve a mock OpenAI-compatible upstream (`POST /v1/chat/completions`, `GET /__stats`).
+    /// Serve the mock upstream (OpenAI chat, completions, embeddings; Anthropic messages;
+    /// `GET /__stats`).
     Upstream(UpstreamArgs),
-    /// Offer load to one or more OpenAI-compatible base URLs and report latencies.
+    /// Offer load to one or more base URLs and report latencies (and, with `--check`,
+    /// whether the books balance).
     Run(RunArgs),
+    /// The same load straight at the mock and through the gateway, interleaved: the added
+    /// latency and the throughput ratio.
+    Compare(CompareArgs),
+    /// Step the open-loop rate up until p99 passes a bound or errors pass 1%.
+    Frontier(FrontierArgs),
     /// Measure the Raft ledger: writes per second and lease grant latency.
     Ledger(LedgerArgs),
 }
@@ -59,7 +81,8 @@ pub struct UpstreamArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:18091")]
     pub listen: SocketAddr,
-    /// Wait before answering: `fixed:5ms` or `uniform:1ms..10ms` (default: none).
+    /// Wait before answering: `fixed:5ms`, `uniform:1ms..10ms` or `lognormal:MEDIAN,SIGMA`
+    /// (e.g. `lognormal:2ms,0.5`) (default: none).
     #[arg(long)]
     pub latency: Option<Latency>,
     /// Share of requests answered with an injected 500.
@@ -69,7 +92,7 @@ pub struct UpstreamArgs {
     #[arg(long, default_value = "0", value_parser = probability)]
     pub throttle_rate: f64,
     /// Content chunks per stream (also the completion tokens of every response).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub stream_chunks: u32,
     /// Pause between stream chunks.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
@@ -77,14 +100,46 @@ pub struct UpstreamArgs {
     /// One synthetic stall, `AT:LENGTH` counted from the first request (e.g. `5s:200ms`).
     #[arg(long)]
     pub stall_once: Option<Stall>,
+    /// Price of input tokens in the books, USD per million tokens.
+    #[arg(long, default_value_t = 0.0)]
+    pub price_input: f64,
+    /// Price of output tokens in the books, USD per million tokens.
+    #[arg(long, default_value_t = 0.0)]
+    pub price_output: f64,
+    /// Most requests served at once; later ones queue (default: unlimited).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
 }
 
-/// Options of `floodgate-loadtest run`.
+/// What each request is: the mix, and how long to wait for an answer.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// Base URLs, comma-separated, used round-robin (e.g. `http://127.0.0.1:8080/v1`).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub url: Vec<String>,
+pub struct MixArgs {
+    /// Ask for streams with usage and record TTFT (ignored with `--scenario`).
+    #[arg(long)]
+    pub stream: bool,
+    /// The `model` field (the gateway endpoint; ignored with `--scenario`).
+    #[arg(long, default_value = "chat")]
+    pub model: String,
+    /// A scenario file (YAML, or JSON if it ends in `.json`): the mix of requests.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+impl MixArgs {
+    fn scenario(&self) -> anyhow::Result<Arc<Scenario>> {
+        Ok(Arc::new(match &self.scenario {
+            Some(path) => Scenario::load(path)?,
+            None => Scenario::single(&self.model, self.stream),
+        }))
+    }
+}
+
+/// How load is offered.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
     /// Open-loop arrival rate, requests per second.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
@@ -100,23 +155,15 @@ pub struct RunArgs {
     /// Warm-up before the measured duration (sent, not recorded).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Ask for streams with usage and record TTFT.
-    #[arg(long)]
-    pub stream: bool,
-    /// The `model` field (the gateway endpoint).
-    #[arg(long, default_value = "chat")]
-    pub model: String,
-    /// Per-request timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// The requests.
+    #[command(flatten)]
+    pub mix: MixArgs,
 }
 
-impl RunArgs {
-    /// The run configuration these options describe.
-    pub fn config(&self) -> RunConfig {
+impl LoadArgs {
+    /// The run configuration these options describe against `urls` (reads the scenario
+    /// file, if any).
+    pub fn config(&self, urls: Vec<String>) -> anyhow::Result<RunConfig> {
         let mode = match self.concurrency {
             Some(concurrency) => Mode::Closed { concurrency },
             None => Mode::Open {
@@ -124,15 +171,273 @@ impl RunArgs {
                 connections: self.connections,
             },
         };
-        RunConfig {
-            urls: self.url.clone(),
+        Ok(RunConfig {
+            urls,
             mode,
             duration: self.duration,
             warmup: self.warmup,
-            stream: self.stream,
-            model: self.model.clone(),
-            timeout: self.timeout,
+            scenario: self.mix.scenario()?,
+            timeout: self.mix.timeout,
+        })
+    }
+}
+
+/// Invariant checks after a run (`--check`).
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// After the run, check that the books balance against the mock's `/__stats`; a failed
+    /// invariant fails the run.
+    #[arg(long, requires = "mock")]
+    pub check: bool,
+    /// The mock upstream's root URL (for `GET /__stats`), e.g. `http://127.0.0.1:18091`.
+    #[arg(long)]
+    pub mock: Option<String>,
+    /// Also check the projector's totals (`GET /usage/v1/usage`) at this root URL.
+    #[arg(long, requires = "check")]
+    pub projector: Option<String>,
+    /// Also check that no budget was exceeded (`GET /admin/v1/status`) at this root URL.
+    #[arg(long, requires = "check")]
+    pub ledger_admin: Option<String>,
+    /// How long to wait for the projector to fold the run's events.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub check_wait: Duration,
+}
+
+/// Which process to sample for RSS and CPU during the load.
+#[derive(Debug, clap::Args)]
+pub struct ResourceArgs {
+    /// Sample this process (the gateway).
+    #[arg(long, conflicts_with = "process_name")]
+    pub pid: Option<u32>,
+    /// Sample the one process with this name (e.g. `floodgate`).
+    #[arg(long)]
+    pub process_name: Option<String>,
+}
+
+impl ResourceArgs {
+    fn start(&self) -> anyhow::Result<Option<Sampler>> {
+        let pid = match (&self.pid, &self.process_name) {
+            (Some(pid), _) => *pid,
+            (None, Some(name)) => resources::find_pid(name)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Sampler::start(pid, resources::PERIOD)?))
+    }
+}
+
+/// Options of `floodgate-loadtest run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Base URLs, comma-separated, used round-robin (e.g. `http://127.0.0.1:8080/v1`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
+    /// The load.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Invariant checks.
+    #[command(flatten)]
+    pub checks: CheckArgs,
+    /// Resource sampling.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Options of `floodgate-loadtest compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Base URL of the mock, for the baseline (e.g. `http://127.0.0.1:18091/v1`).
+    #[arg(long)]
+    pub direct: String,
+    /// Base URL of the gateway in front of the same mock.
+    #[arg(long)]
+    pub gateway: String,
+    /// Alternating slices per side (`--duration` is per side, split into them).
+    #[arg(long, default_value_t = 10)]
+    pub slices: u32,
+    /// The load of each side.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Resource sampling.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Options of `floodgate-loadtest frontier`.
+#[derive(Debug, clap::Args)]
+pub struct FrontierArgs {
+    /// Base URL of the target (e.g. `http://127.0.0.1:8080/v1`).
+    #[arg(long)]
+    pub url: String,
+    /// The first step's rate, requests per second.
+    #[arg(long, default_value_t = 500.0)]
+    pub start_rate: f64,
+    /// Each step's rate over the previous one.
+    #[arg(long, default_value_t = 1.5)]
+    pub factor: f64,
+    /// The highest rate offered.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    pub max_rate: f64,
+    /// Measured time per step.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub step: Duration,
+    /// Unmeasured time before each step.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// A step holds while its p99 is at most this.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub p99_bound: Duration,
+    /// Open-loop connections.
+    #[arg(long, default_value_t = 256)]
+    pub connections: usize,
+    /// The requests.
+    #[command(flatten)]
+    pub mix: MixArgs,
+    /// Resource sampling.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// A report with what was measured beside it, as printed and written.
+#[derive(Debug, Serialize)]
+struct Output<T: Serialize> {
+    #[serde(flatten)]
+    report: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<ResourceReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<CheckOutcome>,
+}
+
+impl<T: Serialize + fmt::Display> Output<T> {
+    /// Prints the tables, writes the JSON, and fails if an invariant failed.
+    fn finish(self, json: Option<&Path>) -> anyhow::Result<()> {
+        print!("{}", self.report);
+        if let Some(r) = &self.resources {
+            println!(
+                "\nprocess {}: peak RSS {:.1} MiB, RSS {:.1} → {:.1} MiB ({:+.1} MiB), \
+                 CPU {:.2} s over {:.1} s ({:.0}% of a core), {} samples",
+                r.pid,
+                r.peak_rss_kib as f64 / 1024.0,
+                r.first_rss_kib as f64 / 1024.0,
+                r.last_rss_kib as f64 / 1024.0,
+                r.rss_growth_kib as f64 / 1024.0,
+                r.cpu_seconds,
+                r.wall_seconds,
+                r.cpu_percent,
+                r.samples
+            );
         }
+        if let Some(checks) = &self.checks {
+            print!("\n{checks}");
+        }
+        write_json(json, &self)?;
+        match &self.checks {
+            Some(checks) if !checks.passed() => {
+                let failed: Vec<&str> = checks
+                    .violations
+                    .iter()
+                    .map(|v| v.invariant.as_str())
+                    .collect();
+                bail!("the books do not balance: {}", failed.join(", "))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn stop(sampler: Option<Sampler>) -> Option<ResourceReport> {
+    match sampler {
+        Some(sampler) => sampler.stop().await,
+        None => None,
+    }
+}
+
+/// The books before a checked run, to compare their growth with.
+struct Before {
+    client: reqwest::Client,
+    mock: StatsSnapshot,
+    /// The projector's range (Unix seconds) and its totals before the run.
+    projector: Option<(i64, i64, ProjectorTotals)>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Before {
+    async fn take(args: &CheckArgs, run: &RunConfig) -> anyhow::Result<Option<Before>> {
+        let Some(mock) = args.mock.as_deref().filter(|_| args.check) else {
+            return Ok(None);
+        };
+        let client = books::client()?;
+        let stats = books::mock_stats(&client, mock).await?;
+        let projector = match &args.projector {
+            Some(url) => {
+                // From a minute before to two after the run: the projector widens to whole
+                // minutes, and the growth over the same range is what the run added.
+                let from = unix_now() - 60;
+                let length = i64::try_from((run.warmup + run.duration).as_secs()).unwrap_or(0);
+                let to = from + 60 + length + 120;
+                Some((
+                    from,
+                    to,
+                    books::projector_totals(&client, url, from, to).await?,
+                ))
+            }
+            None => None,
+        };
+        Ok(Some(Before {
+            client,
+            mock: stats,
+            projector,
+        }))
+    }
+
+    async fn check(self, args: &CheckArgs, report: &Report) -> anyhow::Result<CheckOutcome> {
+        let mock_url = args.mock.as_deref().unwrap_or_default();
+        let now = books::mock_stats(&self.client, mock_url).await?;
+        let mock = books::growth(&self.mock, &now);
+        let projector = match (&args.projector, self.projector) {
+            (Some(url), Some((from, to, before))) => {
+                // The projector folds asynchronously: poll until it has at least what the
+                // mock served and two readings agree, or the deadline passes.
+                let deadline = tokio::time::Instant::now() + args.check_wait;
+                let mut last = None;
+                loop {
+                    let now = books::projector_totals(&self.client, url, from, to).await?;
+                    let grown = books::projector_growth(&before, &now);
+                    let settled = last == Some(grown)
+                        && grown.requests.saturating_sub(grown.errors) >= mock.completed;
+                    if settled || tokio::time::Instant::now() >= deadline {
+                        break Some(grown);
+                    }
+                    last = Some(grown);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            _ => None,
+        };
+        let budgets = match &args.ledger_admin {
+            Some(url) => Some(books::budgets(&self.client, url).await?),
+            None => None,
+        };
+        Ok(check::check(&Books {
+            mock,
+            client: report.sent,
+            projector,
+            budgets,
+        }))
     }
 }
 
@@ -146,6 +451,11 @@ impl UpstreamArgs {
             stream_chunks: self.stream_chunks,
             chunk_interval: self.chunk_interval,
             stall: self.stall_once,
+            price: Price {
+                input_usd_per_mtok: self.price_input,
+                output_usd_per_mtok: self.price_output,
+            },
+            max_concurrency: self.max_concurrency,
         }
     }
 }
@@ -176,9 +486,65 @@ impl Cli {
                         .context("serving the mock upstream")
                 }
                 Command::Run(args) => {
-                    let report = crate::load::run(args.config()).await?;
-                    print!("{report}");
-                    write_json(args.json.as_deref(), &report)
+                    let config = args.load.config(args.url.clone())?;
+                    let before = Before::take(&args.checks, &config).await?;
+                    let sampler = args.resources.start()?;
+                    let report = crate::load::run(config).await?;
+                    let resources = stop(sampler).await;
+                    let checks = match before {
+                        Some(before) => Some(before.check(&args.checks, &report).await?),
+                        None => None,
+                    };
+                    Output {
+                        report,
+                        resources,
+                        checks,
+                    }
+                    .finish(args.json.as_deref())
+                }
+                Command::Compare(args) => {
+                    let config = CompareConfig {
+                        load: args.load.config(vec![args.gateway.clone()])?,
+                        direct: args.direct.clone(),
+                        gateway: args.gateway.clone(),
+                        slices: args.slices,
+                    };
+                    let sampler = args.resources.start()?;
+                    let report = crate::compare::run(config).await?;
+                    Output {
+                        report,
+                        resources: stop(sampler).await,
+                        checks: None,
+                    }
+                    .finish(args.json.as_deref())
+                }
+                Command::Frontier(args) => {
+                    let config = FrontierConfig {
+                        load: RunConfig {
+                            urls: vec![args.url.clone()],
+                            mode: Mode::Open {
+                                rate: args.start_rate,
+                                connections: args.connections,
+                            },
+                            duration: args.step,
+                            warmup: args.warmup,
+                            scenario: args.mix.scenario()?,
+                            timeout: args.mix.timeout,
+                        },
+                        start_rate: args.start_rate,
+                        factor: args.factor,
+                        max_rate: args.max_rate,
+                        connections: args.connections,
+                        p99_bound: args.p99_bound,
+                    };
+                    let sampler = args.resources.start()?;
+                    let report = crate::frontier::search(config).await?;
+                    Output {
+                        report,
+                        resources: stop(sampler).await,
+                        checks: None,
+                    }
+                    .finish(args.json.as_deref())
                 }
                 Command::Ledger(args) => {
                     let report = crate::ledger::run(&LedgerBench {

@@ -1,5 +1,5 @@
-//! The load generator: sends chat completion requests to one or more base URLs and records
-//! latencies in HDR histograms.
+//! The load generator: sends the requests of a [`Scenario`] to one or more base URLs and
+//! records latencies in HDR histograms.
 //!
 //! * **Open loop** (the default): request `i` is *intended* to be sent at
 //!   `start + i / rate`. A pacer thread releases each request at that time into a queue; a
@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
@@ -29,7 +28,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::check::ClientCounts;
 use crate::report::Report;
+use crate::scenario::Scenario;
 
 /// How load is offered.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,10 +60,8 @@ pub struct RunConfig {
     pub duration: Duration,
     /// Leading period whose requests are not recorded.
     pub warmup: Duration,
-    /// Ask for streams (`stream: true`, with usage) and record TTFT.
-    pub stream: bool,
-    /// The `model` field (the gateway endpoint name).
-    pub model: String,
+    /// The mix of requests; streamed ones record TTFT.
+    pub scenario: Arc<Scenario>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -102,6 +101,8 @@ pub(crate) struct Tally {
     pub(crate) status_errors: BTreeMap<u16, u64>,
     pub(crate) transport_errors: u64,
     pub(crate) last_done: Option<Instant>,
+    /// Every outcome, warm-up included (for the invariant checks).
+    pub(crate) sent: ClientCounts,
 }
 
 /// Histograms hold microseconds from 1 µs to one hour at 3 significant digits.
@@ -116,7 +117,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Tally {
-    fn new() -> Tally {
+    pub(crate) fn new() -> Tally {
         Tally {
             latency: histogram(),
             service: histogram(),
@@ -125,6 +126,7 @@ impl Tally {
             status_errors: BTreeMap::new(),
             transport_errors: 0,
             last_done: None,
+            sent: ClientCounts::default(),
         }
     }
 
@@ -139,15 +141,29 @@ impl Tally {
         }
         self.transport_errors += other.transport_errors;
         self.last_done = self.last_done.max(other.last_done);
+        self.sent.ok += other.sent.ok;
+        self.sent.upstream_errors += other.sent.upstream_errors;
+        self.sent.refused += other.sent.refused;
+        self.sent.transport_errors += other.sent.transport_errors;
+    }
+
+    /// Counts an outcome, measured or not.
+    fn count(&mut self, status: Result<u16, ()>) {
+        match status {
+            Ok(200..=299) => self.sent.ok += 1,
+            Ok(500..) => self.sent.upstream_errors += 1,
+            Ok(_) => self.sent.refused += 1,
+            Err(()) => self.sent.transport_errors += 1,
+        }
     }
 }
 
 /// Shared, read-only context of a run's workers.
 struct Shared {
     client: reqwest::Client,
-    endpoints: Vec<String>,
-    body: Bytes,
-    stream: bool,
+    /// Full URLs by base URL, then by request kind.
+    endpoints: Vec<Vec<String>>,
+    scenario: Arc<Scenario>,
     start: Instant,
     measure_from: Instant,
     end: Instant,
@@ -157,25 +173,35 @@ struct Shared {
 /// The outcome of one request.
 struct Outcome {
     status: Result<u16, ()>,
+    streamed: bool,
     ttft: Option<Instant>,
     done: Instant,
 }
 
 impl Shared {
     async fn send(&self, index: u64) -> Outcome {
-        let url = &self.endpoints[(index % self.endpoints.len() as u64) as usize];
-        let response = self
+        let (kind_index, streamed) = self.scenario.pick(index);
+        let kind = &self.scenario.kinds()[kind_index];
+        let url = &self.endpoints[(index % self.endpoints.len() as u64) as usize][kind_index];
+        let body = if streamed {
+            &kind.streaming
+        } else {
+            &kind.plain
+        };
+        let mut request = self
             .client
             .post(url)
             .header("content-type", "application/json")
-            .body(self.body.clone())
-            .send()
-            .await;
-        let response = match response {
+            .body(body.clone());
+        if let Some(key) = &kind.key {
+            request = request.bearer_auth(key);
+        }
+        let response = match request.send().await {
             Ok(r) => r,
             Err(_) => {
                 return Outcome {
                     status: Err(()),
+                    streamed,
                     ttft: None,
                     done: Instant::now(),
                 };
@@ -199,6 +225,7 @@ impl Shared {
         }
         Outcome {
             status: if broken { Err(()) } else { Ok(status) },
+            streamed,
             ttft,
             done: Instant::now(),
         }
@@ -210,7 +237,7 @@ impl Shared {
                 tally.ok += 1;
                 let _ = tally.latency.record(micros(outcome.done - intended));
                 let _ = tally.service.record(micros(outcome.done - sent));
-                if self.stream
+                if outcome.streamed
                     && let Some(first) = outcome.ttft
                 {
                     let _ = tally.ttft.record(micros(first - intended));
@@ -241,6 +268,7 @@ impl Shared {
             let intended = self.intended(index, rate);
             let sent = Instant::now();
             let outcome = self.send(index).await;
+            tally.count(outcome.status);
             if intended >= self.measure_from {
                 self.record(&mut tally, intended, sent, outcome);
             }
@@ -258,6 +286,7 @@ impl Shared {
             }
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             let outcome = self.send(index).await;
+            tally.count(outcome.status);
             if sent >= self.measure_from {
                 self.record(&mut tally, sent, sent, outcome);
             }
@@ -286,23 +315,17 @@ fn pace(shared: &Shared, rate: f64, due: UnboundedSender<u64>) {
     }
 }
 
-/// The request body, built once per run.
-fn request_body(model: &str, stream: bool) -> anyhow::Result<Bytes> {
-    let mut body = serde_json::json!({
-        "model": model,
-        "messages": [{"role": "user", "content": "hello there, how are you today?"}],
-    });
-    if stream {
-        body["stream"] = true.into();
-        body["stream_options"] = serde_json::json!({"include_usage": true});
-    }
-    Ok(Bytes::from(serde_json::to_vec(&body)?))
-}
-
 /// Runs the load and returns its report. Needs the rustls provider installed
 /// ([`crate::install_crypto_provider`]).
 pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
     let config = config.validate()?;
+    let (total, elapsed) = execute(&config).await?;
+    Ok(Report::new(&config, &total, elapsed))
+}
+
+/// Runs a validated configuration and returns what its workers recorded, with the measured
+/// window's length (to the last completion).
+pub(crate) async fn execute(config: &RunConfig) -> anyhow::Result<(Tally, Duration)> {
     let workers = match config.mode {
         Mode::Open { connections, .. } => connections,
         Mode::Closed { concurrency } => concurrency,
@@ -315,15 +338,22 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
     let endpoints = config
         .urls
         .iter()
-        .map(|u| format!("{}/chat/completions", u.trim_end_matches('/')))
+        .map(|u| {
+            let base = u.trim_end_matches('/');
+            config
+                .scenario
+                .kinds()
+                .iter()
+                .map(|k| format!("{base}{}", k.api.path()))
+                .collect()
+        })
         .collect();
     // A short lead so every worker is waiting before the first slot.
     let start = Instant::now() + Duration::from_millis(10);
     let shared = Arc::new(Shared {
         client,
         endpoints,
-        body: request_body(&config.model, config.stream)?,
-        stream: config.stream,
+        scenario: Arc::clone(&config.scenario),
         start,
         measure_from: start + config.warmup,
         end: start + config.warmup + config.duration,
@@ -364,5 +394,5 @@ pub async fn run(config: RunConfig) -> anyhow::Result<Report> {
     let elapsed = total.last_done.map_or(config.duration, |t| {
         t.saturating_duration_since(shared.measure_from)
     });
-    Ok(Report::new(&config, &total, elapsed))
+    Ok((total, elapsed))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::check::ClientCounts;
 use crate::load::{Mode, RunConfig, Tally};
 
 /// Percentiles of one histogram, in microseconds.
@@ -31,7 +32,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(h: &Histogram<u64>) -> Summary {
+    pub(crate) fn of(h: &Histogram<u64>) -> Summary {
         Summary {
             count: h.len(),
             p50_us: h.value_at_quantile(0.50),
@@ -75,6 +76,8 @@ pub struct Report {
     pub service_time: Summary,
     /// Time to first byte of the body from the intended send time (streams only).
     pub ttft: Option<Summary>,
+    /// Every request's outcome, warm-up included (what the invariant checks compare).
+    pub sent: ClientCounts,
 }
 
 impl Report {
@@ -89,7 +92,7 @@ impl Report {
             mode: mode.to_owned(),
             target_rate,
             workers,
-            stream: config.stream,
+            stream: config.scenario.streams(),
             duration_s: config.duration.as_secs_f64(),
             elapsed_s,
             requests: tally.ok + errors,
@@ -99,7 +102,8 @@ impl Report {
             throughput_rps: tally.ok as f64 / elapsed_s,
             latency: Summary::of(&tally.latency),
             service_time: Summary::of(&tally.service),
-            ttft: config.stream.then(|| Summary::of(&tally.ttft)),
+            ttft: config.scenario.streams().then(|| Summary::of(&tally.ttft)),
+            sent: tally.sent,
         }
     }
 

@@ -1,11 +1,12 @@
 //! Small value languages of the command line: latency distributions (`fixed:5ms`,
-//! `uniform:1ms..10ms`) and one-off stalls (`500ms:200ms`). Pure parsing, no I/O.
+//! `uniform:1ms..10ms`, `lognormal:2ms,0.5`) and one-off stalls (`500ms:200ms`). Pure
+//! parsing and sampling, no I/O.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 /// How long the mock upstream waits before answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Latency {
     /// Answer at once.
     #[default]
@@ -19,6 +20,21 @@ pub enum Latency {
         /// The longest wait.
         high: Duration,
     },
+    /// Wait `median · e^(sigma · Z)` with `Z` standard normal: a long right tail, like real
+    /// model latencies.
+    LogNormal {
+        /// The median wait.
+        median: Duration,
+        /// The standard deviation of the wait's logarithm.
+        sigma: f64,
+    },
+}
+
+/// Draws a standard normal value (Box–Muller over two uniform draws).
+fn standard_normal() -> f64 {
+    // `1 - u` keeps the logarithm's argument in (0, 1].
+    let (u1, u2) = (1.0 - fastrand::f64(), fastrand::f64());
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 impl Latency {
@@ -30,6 +46,11 @@ impl Latency {
             Latency::Uniform { low, high } => {
                 let (lo, hi) = (low.as_nanos() as u64, high.as_nanos() as u64);
                 Duration::from_nanos(fastrand::u64(lo..=hi))
+            }
+            Latency::LogNormal { median, sigma } => {
+                let factor = (sigma * standard_normal()).exp();
+                // Capped at an hour so a wild draw cannot overflow the duration.
+                Duration::from_secs_f64((median.as_secs_f64() * factor).min(3600.0))
             }
         }
     }
@@ -55,8 +76,24 @@ impl FromStr for Latency {
                 }
                 Ok(Latency::Uniform { low, high })
             }
+            Some(("lognormal", spec)) => {
+                let (median, sigma) = spec.split_once(',').ok_or_else(|| {
+                    format!("log-normal latency needs MEDIAN,SIGMA (e.g. 2ms,0.5), got {spec:?}")
+                })?;
+                let sigma: f64 = sigma
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("bad log-normal sigma {sigma:?}: {e}"))?;
+                if !(sigma.is_finite() && sigma >= 0.0) {
+                    return Err(format!("log-normal sigma must be ≥ 0, got {sigma}"));
+                }
+                Ok(Latency::LogNormal {
+                    median: duration(median)?,
+                    sigma,
+                })
+            }
             _ => Err(format!(
-                "latency must be fixed:DUR or uniform:LOW..HIGH, got {text:?}"
+                "latency must be fixed:DUR, uniform:LOW..HIGH or lognormal:MEDIAN,SIGMA, got {text:?}"
             )),
         }
     }
@@ -128,6 +165,13 @@ mod tests {
         }
         assert!("uniform:10ms..1ms".parse::<Latency>().is_err());
         assert!("lognormal:1ms".parse::<Latency>().is_err());
+        assert!("lognormal:1ms,-1".parse::<Latency>().is_err());
+        let lognormal: Latency = "lognormal:2ms,0.5".parse().unwrap();
+        let mut draws: Vec<Duration> = (0..2001).map(|_| lognormal.sample()).collect();
+        draws.sort();
+        // The sample median of 2001 draws lies well within 20% of the true median.
+        let median = draws[1000].as_secs_f64();
+        assert!((0.0016..0.0024).contains(&median), "{median}");
         assert!("fixed:soon".parse::<Latency>().is_err());
     }
 

@@ -1,8 +1,11 @@
-//! The mock upstream: an axum server speaking OpenAI's chat completions wire format
-//! (`POST /v1/chat/completions`, JSON or SSE) and keeping the ground truth of what it served
-//! (`GET /__stats`). It must stay much cheaper than the gateway it is used to measure: every
-//! response body is built once at start-up and cloned (a reference count) per request; the
-//! only per-request work is parsing the two request fields that choose the response shape.
+//! The mock upstream: an axum server speaking OpenAI's chat completions, completions and
+//! embeddings wire formats (`POST /v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`) and Anthropic's Messages (`POST /v1/messages`), as JSON or SSE in each
+//! API's real framing, and keeping the ground truth of what it served, tokens and cost
+//! included (`GET /__stats`). It must stay much cheaper than the gateway it is used to
+//! measure: every response body is built once at start-up and cloned (a reference count)
+//! per request; the only per-request work is parsing the fields that choose the response
+//! shape. An optional concurrency limit gives it a known capacity (for the frontier's test).
 //! Waits (latency, chunk interval, stall) use tokio's timer, whose resolution is 1 ms: a
 //! `fixed:2ms` latency is served in 2–3 ms.
 //!
@@ -24,8 +27,10 @@ use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::scenario::Api;
 use crate::spec::{Latency, Stall};
 
 /// Prompt tokens the mock reports for every request (the body is not tokenised: constant
@@ -47,6 +52,10 @@ pub struct UpstreamConfig {
     pub chunk_interval: Duration,
     /// An optional one-off stall (used to test coordinated-omission correction).
     pub stall: Option<Stall>,
+    /// The price the books are kept at.
+    pub price: Price,
+    /// Most requests served at once (waiting included); later ones queue for a slot.
+    pub max_concurrency: Option<usize>,
 }
 
 impl Default for UpstreamConfig {
@@ -58,6 +67,8 @@ impl Default for UpstreamConfig {
             stream_chunks: 8,
             chunk_interval: Duration::ZERO,
             stall: None,
+            price: Price::default(),
+            max_concurrency: None,
         }
     }
 }
@@ -65,7 +76,7 @@ impl Default for UpstreamConfig {
 /// A snapshot of the ground-truth counters, as served by `GET /__stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
-    /// Chat completion requests received (answered or refused).
+    /// Requests received on the four APIs (answered or refused).
     pub requests: u64,
     /// Requests answered successfully (JSON or a complete stream started).
     pub completed: u64,
@@ -75,6 +86,8 @@ pub struct StatsSnapshot {
     pub prompt_tokens: u64,
     /// Completion tokens reported in successful responses.
     pub completion_tokens: u64,
+    /// Cost of the successful responses at the configured price, micro-dollars.
+    pub cost_micros: u64,
     /// Requests refused with an injected `429`.
     pub injected_429: u64,
     /// Requests refused with an injected `500`.
@@ -90,68 +103,237 @@ struct Stats {
     streams: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    cost_micros: AtomicU64,
     injected_429: AtomicU64,
     injected_500: AtomicU64,
     bad_requests: AtomicU64,
 }
 
-/// The bodies, built once.
-#[derive(Debug)]
-struct Bodies {
-    json: Bytes,
-    first_chunk: Bytes,
-    chunk: Bytes,
-    finish_chunk: Bytes,
-    usage_chunk: Bytes,
-    done: Bytes,
-    error_429: Bytes,
-    error_500: Bytes,
+/// Per-request price of the mock's answers: what the gateway's own price table must say for
+/// its cost to match the mock's books.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Price {
+    /// USD per million input (prompt) tokens.
+    pub input_usd_per_mtok: f64,
+    /// USD per million output (completion) tokens.
+    pub output_usd_per_mtok: f64,
 }
 
-impl Bodies {
-    fn build(chunks: u32) -> Bodies {
+impl Price {
+    /// The cost of one request in micro-dollars, computed as the gateway does: picodollars
+    /// per token (USD per million tokens × 10⁶), summed, divided by 10⁶ rounding up.
+    pub fn cost_micros(&self, input: u64, output: u64) -> u64 {
+        let pico = |usd: f64| (usd * 1e6).round() as u128;
+        let total = u128::from(input) * pico(self.input_usd_per_mtok)
+            + u128::from(output) * pico(self.output_usd_per_mtok);
+        u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// The bodies of one wire format, built once.
+#[derive(Debug)]
+struct Wire {
+    json: Bytes,
+    /// Everything up to and including the first content chunk, sent at once.
+    opening: Bytes,
+    /// One later content chunk.
+    chunk: Bytes,
+    /// Finish, usage and end frames when the client asked for usage (always, Anthropic).
+    closing_with_usage: Bytes,
+    /// Finish and end frames without usage.
+    closing: Bytes,
+    error_429: Bytes,
+    error_500: Bytes,
+    /// Completion tokens reported per answer (0 for embeddings).
+    completion_tokens: u64,
+    /// Cost of one answer at the configured price.
+    cost_micros: u64,
+}
+
+fn sse(value: &serde_json::Value) -> String {
+    format!("data: {value}\n\n")
+}
+
+fn event(name: &str, value: &serde_json::Value) -> String {
+    format!("event: {name}\ndata: {value}\n\n")
+}
+
+fn openai_error(kind: &str, message: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"error": {"message": message, "type": kind, "code": null}}).to_string(),
+    )
+}
+
+impl Wire {
+    /// OpenAI chat completions or legacy completions (`chat` false).
+    fn openai(chat: bool, chunks: u32, price: Price) -> Wire {
         let completion = u64::from(chunks);
         let usage = serde_json::json!({
             "prompt_tokens": PROMPT_TOKENS,
             "completion_tokens": completion,
             "total_tokens": PROMPT_TOKENS + completion,
         });
+        let text = "tok ".repeat(chunks as usize);
+        let (object, chunk_object) = if chat {
+            ("chat.completion", "chat.completion.chunk")
+        } else {
+            ("text_completion", "text_completion")
+        };
+        let choice = if chat {
+            serde_json::json!({"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": text}})
+        } else {
+            serde_json::json!({"index": 0, "finish_reason": "stop", "text": text})
+        };
         let json = serde_json::json!({
-            "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": "mock",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "tok ".repeat(chunks as usize)}}],
-            "usage": usage,
+            "id": "mock-1", "object": object, "created": 0, "model": "mock",
+            "choices": [choice], "usage": usage,
         });
         let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-            let value = serde_json::json!({
-                "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
-                "model": "mock",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            });
-            Bytes::from(format!("data: {value}\n\n"))
+            let choice = if chat {
+                serde_json::json!({"index": 0, "delta": delta, "finish_reason": finish})
+            } else {
+                let text = delta.get("content").cloned().unwrap_or_else(|| "".into());
+                serde_json::json!({"index": 0, "text": text, "finish_reason": finish})
+            };
+            sse(&serde_json::json!({
+                "id": "mock-1", "object": chunk_object, "created": 0, "model": "mock",
+                "choices": [choice],
+            }))
         };
-        let usage_chunk = serde_json::json!({
-            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
+        let finish = chunk(serde_json::json!({}), Some("stop"));
+        let usage_chunk = sse(&serde_json::json!({
+            "id": "mock-1", "object": chunk_object, "created": 0,
             "model": "mock", "choices": [], "usage": usage,
+        }));
+        let done = "data: [DONE]\n\n";
+        Wire {
+            json: Bytes::from(json.to_string()),
+            opening: Bytes::from(chunk(
+                serde_json::json!({"role": "assistant", "content": "tok "}),
+                None,
+            )),
+            chunk: Bytes::from(chunk(serde_json::json!({"content": "tok "}), None)),
+            closing_with_usage: Bytes::from(format!("{finish}{usage_chunk}{done}")),
+            closing: Bytes::from(format!("{finish}{done}")),
+            error_429: openai_error("rate_limit_error", "injected rate limit"),
+            error_500: openai_error("server_error", "injected server error"),
+            completion_tokens: completion,
+            cost_micros: price.cost_micros(PROMPT_TOKENS, completion),
+        }
+    }
+
+    /// OpenAI embeddings: one small vector, prompt tokens only, never streamed.
+    fn embeddings(price: Price) -> Wire {
+        let json = serde_json::json!({
+            "object": "list", "model": "mock",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.25, 0.5, 0.75]}],
+            "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
         });
+        Wire {
+            json: Bytes::from(json.to_string()),
+            opening: Bytes::new(),
+            chunk: Bytes::new(),
+            closing_with_usage: Bytes::new(),
+            closing: Bytes::new(),
+            error_429: openai_error("rate_limit_error", "injected rate limit"),
+            error_500: openai_error("server_error", "injected server error"),
+            completion_tokens: 0,
+            cost_micros: price.cost_micros(PROMPT_TOKENS, 0),
+        }
+    }
+
+    /// Anthropic Messages, with its named SSE events.
+    fn anthropic(chunks: u32, price: Price) -> Wire {
+        let completion = u64::from(chunks);
+        let json = serde_json::json!({
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": "mock",
+            "content": [{"type": "text", "text": "tok ".repeat(chunks as usize)}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": completion},
+        });
+        let delta = event(
+            "content_block_delta",
+            &serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "tok "}}),
+        );
+        let opening = [
+            event(
+                "message_start",
+                &serde_json::json!({"type": "message_start", "message": {
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": "mock",
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}}),
+            ),
+            event(
+                "content_block_start",
+                &serde_json::json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+            ),
+            event("ping", &serde_json::json!({"type": "ping"})),
+            delta.clone(),
+        ]
+        .concat();
+        let closing = [
+            event(
+                "content_block_stop",
+                &serde_json::json!({"type": "content_block_stop", "index": 0}),
+            ),
+            event(
+                "message_delta",
+                &serde_json::json!({"type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "usage": {"output_tokens": completion}}),
+            ),
+            event("message_stop", &serde_json::json!({"type": "message_stop"})),
+        ]
+        .concat();
         let error = |kind: &str, message: &str| {
             Bytes::from(
-                serde_json::json!({"error": {"message": message, "type": kind, "code": null}})
+                serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
                     .to_string(),
             )
         };
-        Bodies {
+        let closing = Bytes::from(closing);
+        Wire {
             json: Bytes::from(json.to_string()),
-            first_chunk: chunk(
-                serde_json::json!({"role": "assistant", "content": "tok "}),
-                None,
-            ),
-            chunk: chunk(serde_json::json!({"content": "tok "}), None),
-            finish_chunk: chunk(serde_json::json!({}), Some("stop")),
-            usage_chunk: Bytes::from(format!("data: {usage_chunk}\n\n")),
-            done: Bytes::from_static(b"data: [DONE]\n\n"),
+            opening: Bytes::from(opening),
+            chunk: Bytes::from(delta),
+            closing_with_usage: closing.clone(),
+            closing,
             error_429: error("rate_limit_error", "injected rate limit"),
-            error_500: error("server_error", "injected server error"),
+            error_500: error("api_error", "injected server error"),
+            completion_tokens: completion,
+            cost_micros: price.cost_micros(PROMPT_TOKENS, completion),
+        }
+    }
+}
+
+/// The four wire formats' bodies.
+#[derive(Debug)]
+struct Bodies {
+    chat: Wire,
+    completions: Wire,
+    embeddings: Wire,
+    messages: Wire,
+}
+
+impl Bodies {
+    fn build(chunks: u32, price: Price) -> Bodies {
+        Bodies {
+            chat: Wire::openai(true, chunks, price),
+            completions: Wire::openai(false, chunks, price),
+            embeddings: Wire::embeddings(price),
+            messages: Wire::anthropic(chunks, price),
+        }
+    }
+
+    fn of(&self, api: Api) -> &Wire {
+        match api {
+            Api::Chat => &self.chat,
+            Api::Completions => &self.completions,
+            Api::Embeddings => &self.embeddings,
+            Api::Messages => &self.messages,
         }
     }
 }
@@ -163,13 +345,17 @@ pub struct Upstream {
     bodies: Bodies,
     stats: Stats,
     first_request: OnceLock<Instant>,
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl Upstream {
     /// Builds the mock (and all its response bodies) from a configuration.
     pub fn new(config: UpstreamConfig) -> Arc<Upstream> {
         Arc::new(Upstream {
-            bodies: Bodies::build(config.stream_chunks),
+            bodies: Bodies::build(config.stream_chunks.max(1), config.price),
+            slots: config
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n.max(1)))),
             config,
             stats: Stats::default(),
             first_request: OnceLock::new(),
@@ -185,16 +371,32 @@ impl Upstream {
             streams: s.streams.load(Ordering::Relaxed),
             prompt_tokens: s.prompt_tokens.load(Ordering::Relaxed),
             completion_tokens: s.completion_tokens.load(Ordering::Relaxed),
+            cost_micros: s.cost_micros.load(Ordering::Relaxed),
             injected_429: s.injected_429.load(Ordering::Relaxed),
             injected_500: s.injected_500.load(Ordering::Relaxed),
             bad_requests: s.bad_requests.load(Ordering::Relaxed),
         }
     }
 
-    /// The axum router: `POST /v1/chat/completions` and `GET /__stats`.
+    /// The axum router: the four APIs under `/v1` and `GET /__stats`.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/v1/chat/completions", post(chat))
+            .route(
+                "/v1/chat/completions",
+                post(|up, body| answer(up, Api::Chat, body)),
+            )
+            .route(
+                "/v1/completions",
+                post(|up, body| answer(up, Api::Completions, body)),
+            )
+            .route(
+                "/v1/embeddings",
+                post(|up, body| answer(up, Api::Embeddings, body)),
+            )
+            .route(
+                "/v1/messages",
+                post(|up, body| answer(up, Api::Messages, body)),
+            )
             .route("/__stats", get(stats))
             .with_state(Arc::clone(self))
     }
@@ -227,9 +429,9 @@ impl Upstream {
     }
 }
 
-/// The two request fields that choose the response shape; everything else is skipped.
+/// The request fields that choose the response shape; everything else is skipped.
 #[derive(Deserialize)]
-struct ChatRequest {
+struct ShapeRequest {
     #[serde(default)]
     stream: bool,
     #[serde(default)]
@@ -250,11 +452,11 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn chat(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
+async fn answer(State(up): State<Arc<Upstream>>, api: Api, body: Bytes) -> Response {
     let arrived = Instant::now();
     let stats = &up.stats;
     stats.requests.fetch_add(1, Ordering::Relaxed);
-    let Ok(request) = serde_json::from_slice::<ChatRequest>(&body) else {
+    let Ok(request) = serde_json::from_slice::<ShapeRequest>(&body) else {
         stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -263,19 +465,22 @@ async fn chat(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
             ),
         );
     };
+    // A closed semaphore cannot happen (it is never closed); serve unlimited if it did.
+    let permit = match &up.slots {
+        Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
+        None => None,
+    };
     up.stall(arrived).await;
 
     let config = &up.config;
+    let wire = up.bodies.of(api);
     if config.throttle_rate > 0.0 && fastrand::f64() < config.throttle_rate {
         stats.injected_429.fetch_add(1, Ordering::Relaxed);
-        return json_response(StatusCode::TOO_MANY_REQUESTS, up.bodies.error_429.clone());
+        return json_response(StatusCode::TOO_MANY_REQUESTS, wire.error_429.clone());
     }
     if config.error_rate > 0.0 && fastrand::f64() < config.error_rate {
         stats.injected_500.fetch_add(1, Ordering::Relaxed);
-        return json_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            up.bodies.error_500.clone(),
-        );
+        return json_response(StatusCode::INTERNAL_SERVER_ERROR, wire.error_500.clone());
     }
     let wait = config.latency.sample();
     if !wait.is_zero() {
@@ -287,13 +492,16 @@ async fn chat(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
         .fetch_add(PROMPT_TOKENS, Ordering::Relaxed);
     stats
         .completion_tokens
-        .fetch_add(u64::from(config.stream_chunks), Ordering::Relaxed);
-    if !request.stream {
-        return json_response(StatusCode::OK, up.bodies.json.clone());
+        .fetch_add(wire.completion_tokens, Ordering::Relaxed);
+    stats
+        .cost_micros
+        .fetch_add(wire.cost_micros, Ordering::Relaxed);
+    if !request.stream || api == Api::Embeddings {
+        return json_response(StatusCode::OK, wire.json.clone());
     }
     stats.streams.fetch_add(1, Ordering::Relaxed);
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let body = Body::from_stream(sse(Arc::clone(&up), include_usage));
+    let body = Body::from_stream(frames(Arc::clone(&up), api, include_usage, permit));
     (
         StatusCode::OK,
         [
@@ -305,37 +513,60 @@ async fn chat(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
         .into_response()
 }
 
-/// The SSE frames of one stream: N content chunks (the first carrying the role) paced by the
-/// chunk interval, the finish chunk, the usage chunk if asked for, then `[DONE]`.
-fn sse(
+/// The SSE frames of one stream: the opening (for Anthropic its `message_start`,
+/// `content_block_start` and `ping` events) with the first content chunk, N − 1 more chunks
+/// paced by the chunk interval, then the closing frames (finish, usage if asked for, end).
+/// The concurrency slot, if any, is held until the stream ends.
+fn frames(
     up: Arc<Upstream>,
+    api: Api,
     include_usage: bool,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let chunks = up.config.stream_chunks;
-    futures::stream::unfold(0u32, move |step| {
+    let chunks = up.config.stream_chunks.max(1);
+    futures::stream::unfold((0u32, permit), move |(step, permit)| {
         let up = Arc::clone(&up);
         async move {
-            let bodies = &up.bodies;
-            let frame = if step < chunks {
-                if step > 0 && !up.config.chunk_interval.is_zero() {
+            let wire = up.bodies.of(api);
+            let frame = if step == 0 {
+                wire.opening.clone()
+            } else if step < chunks {
+                if !up.config.chunk_interval.is_zero() {
                     tokio::time::sleep(up.config.chunk_interval).await;
                 }
-                if step == 0 {
-                    bodies.first_chunk.clone()
-                } else {
-                    bodies.chunk.clone()
-                }
+                wire.chunk.clone()
             } else if step == chunks {
-                bodies.finish_chunk.clone()
-            } else if step == chunks + 1 && include_usage {
-                bodies.usage_chunk.clone()
-            } else if step <= chunks + 2 {
-                // Jump past the usage step so `[DONE]` is sent exactly once.
-                return Some((Ok(bodies.done.clone()), chunks + 3));
+                if include_usage {
+                    wire.closing_with_usage.clone()
+                } else {
+                    wire.closing.clone()
+                }
             } else {
                 return None;
             };
-            Some((Ok(frame), step + 1))
+            Some((Ok(frame), (step + 1, permit)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_rounds_up_per_request_like_the_gateway() {
+        let price = Price {
+            input_usd_per_mtok: 2.5,
+            output_usd_per_mtok: 10.0,
+        };
+        // USD per million tokens is micro-dollars per token: 12 × 2.5 + 8 × 10 = 110 µ$.
+        assert_eq!(price.cost_micros(12, 8), 110);
+        // 1 token at $0.15/Mtok = 0.15 µ$, rounded up to 1.
+        let cheap = Price {
+            input_usd_per_mtok: 0.15,
+            output_usd_per_mtok: 0.0,
+        };
+        assert_eq!(cheap.cost_micros(1, 0), 1);
+        assert_eq!(Price::default().cost_micros(12, 8), 0);
+    }
 }

@@ -1,6 +1,7 @@
 //! The harness tested against its own mock upstream, in process on port 0: coordinated-omission
-//! correction against a synthetic stall, the open loop's request count, and the mock's
-//! ground-truth counters matching what the load generator saw.
+//! correction against a synthetic stall, the open loop's request count, the mock's
+//! ground-truth counters matching what the load generator saw, its four wire formats, a
+//! scenario mix, the frontier against a mock of known capacity, and `run --check`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,9 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use floodgate_loadtest::frontier::{FrontierConfig, search};
 use floodgate_loadtest::load::{Mode, RunConfig, run};
-use floodgate_loadtest::spec::Stall;
-use floodgate_loadtest::upstream::{PROMPT_TOKENS, StatsSnapshot, Upstream, UpstreamConfig};
+use floodgate_loadtest::scenario::Scenario;
+use floodgate_loadtest::spec::{Latency, Stall};
+use floodgate_loadtest::upstream::{PROMPT_TOKENS, Price, StatsSnapshot, Upstream, UpstreamConfig};
 
 /// Starts the mock on `127.0.0.1:0`; it stops when the test's runtime ends.
 async fn start_upstream(config: UpstreamConfig) -> (Arc<Upstream>, SocketAddr) {
@@ -28,8 +31,7 @@ fn open_loop(addr: SocketAddr, rate: f64, connections: usize, duration: Duration
         mode: Mode::Open { rate, connections },
         duration,
         warmup: Duration::ZERO,
-        stream: false,
-        model: "chat".to_owned(),
+        scenario: Arc::new(Scenario::single("chat", false)),
         timeout: Duration::from_secs(10),
     }
 }
@@ -92,7 +94,7 @@ async fn stats_endpoint_counts_what_was_served() {
     .await;
     let mut config = open_loop(addr, 1.0, 1, Duration::from_millis(500));
     config.mode = Mode::Closed { concurrency: 4 };
-    config.stream = true;
+    config.scenario = Arc::new(Scenario::single("chat", true));
     let report = run(config).await.unwrap();
     println!("{report}");
 
@@ -218,4 +220,237 @@ async fn requests_round_robin_over_urls() {
     assert_eq!(report.errors(), 0, "{report:?}");
     assert_eq!(first.stats().requests, 50);
     assert_eq!(second.stats().requests, 50);
+}
+
+/// The mock speaks completions, embeddings and Anthropic Messages too, in their real framing,
+/// and counts tokens and cost for each.
+#[tokio::test]
+async fn the_mock_speaks_completions_embeddings_and_anthropic_messages() {
+    let (upstream, addr) = start_upstream(UpstreamConfig {
+        stream_chunks: 2,
+        price: Price {
+            input_usd_per_mtok: 1.0,
+            output_usd_per_mtok: 2.0,
+        },
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: &'static str| {
+        client
+            .post(format!("http://{addr}/v1{path}"))
+            .body(body)
+            .send()
+    };
+
+    let completion: serde_json::Value = post("/completions", r#"{"model":"m","prompt":"hi"}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(completion["object"], "text_completion");
+    assert_eq!(completion["choices"][0]["text"], "tok tok ");
+    let stream = post(
+        "/completions",
+        r#"{"model":"m","prompt":"hi","stream":true,"stream_options":{"include_usage":true}}"#,
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(stream.contains(r#""text":"tok ""#), "{stream}");
+    assert!(stream.contains(r#""completion_tokens":2"#), "{stream}");
+    assert!(stream.ends_with("data: [DONE]\n\n"), "{stream}");
+
+    let embedding: serde_json::Value = post("/embeddings", r#"{"model":"e","input":"hi"}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(embedding["data"][0]["object"], "embedding");
+    assert_eq!(embedding["usage"]["prompt_tokens"], PROMPT_TOKENS);
+
+    let message: serde_json::Value =
+        post("/messages", r#"{"model":"c","max_tokens":5,"messages":[]}"#)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["usage"]["output_tokens"], 2);
+    let events = post(
+        "/messages",
+        r#"{"model":"c","max_tokens":5,"messages":[],"stream":true}"#,
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let names: Vec<&str> = events
+        .split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("event: ")?.split('\n').next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+
+    let stats = upstream.stats();
+    assert_eq!((stats.requests, stats.completed, stats.streams), (5, 5, 2));
+    // Four answers with 2 output tokens, one embedding with none.
+    assert_eq!(stats.prompt_tokens, 5 * PROMPT_TOKENS);
+    assert_eq!(stats.completion_tokens, 8);
+    // Per answer: 12 × $1 + 2 × $2 per Mtok = 16 µ$; the embedding 12 µ$.
+    assert_eq!(stats.cost_micros, 4 * 16 + 12);
+}
+
+/// A scenario mixes APIs: every request lands on the path of its kind, streamed ones record
+/// TTFT, and the mock counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_mix_reaches_every_api() {
+    let (upstream, addr) = start_upstream(UpstreamConfig::default()).await;
+    let scenario = Scenario::parse(
+        "requests:
+  - { api: chat, model: chat, weight: 2, stream: 0.5 }
+  - { api: completions, model: text }
+  - { api: embeddings, model: embed }
+  - { api: messages, model: claude, stream: 1.0, max_tokens: 64 }
+",
+        false,
+        "mix.yaml",
+    )
+    .unwrap();
+    let mut config = open_loop(addr, 400.0, 8, Duration::from_millis(500));
+    config.scenario = Arc::new(scenario);
+    let report = run(config).await.unwrap();
+    assert_eq!(report.errors(), 0, "{report:?}");
+    let stats = upstream.stats();
+    assert_eq!(stats.completed, report.ok);
+    assert_eq!(stats.bad_requests, 0);
+    let ttft = report.ttft.unwrap();
+    assert_eq!(ttft.count, stats.streams, "{report:?}");
+    assert!(stats.streams > 0 && stats.streams < report.ok, "{stats:?}");
+}
+
+/// The frontier on a mock of known capacity: 4 requests at a time, 100 ms each, is at most
+/// 40 req/s. Stepping 10, 15, 23, 35, 53 req/s with a 300 ms p99 bound, the search must
+/// hold below the capacity and stop at the first step past it (where the backlog grows by
+/// 13 requests a second), reporting the highest rate that held. Long service times keep
+/// the scheduling noise of a busy machine small beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frontier_finds_a_known_capacity() {
+    let (_upstream, addr) = start_upstream(UpstreamConfig {
+        latency: Latency::Fixed(Duration::from_millis(100)),
+        max_concurrency: Some(4),
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let mut load = open_loop(addr, 1.0, 64, Duration::from_millis(1500));
+    load.warmup = Duration::from_millis(200);
+    let report = search(FrontierConfig {
+        load,
+        start_rate: 10.0,
+        factor: 1.5,
+        max_rate: 1_000.0,
+        connections: 64,
+        p99_bound: Duration::from_millis(300),
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    let rates: Vec<f64> = report.steps.iter().map(|s| s.rate).collect();
+    let held = report.highest_held_rate.unwrap();
+    assert!((20.0..=40.0).contains(&held), "{report:?}");
+    let last = report.steps.last().unwrap();
+    assert!(
+        !last.held,
+        "the search stops at the first failing step: {rates:?}"
+    );
+    assert!((35.0..=53.0).contains(&last.rate), "{report:?}");
+    assert!(rates.iter().all(|&r| r < 60.0), "{rates:?}");
+}
+
+/// `run --check` against the mock itself: books balance with clean answers (exit 0), and
+/// a mock that answers 429 — a refusal that reached the upstream — fails the run, naming
+/// the invariant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_check_fails_when_refusals_reached_the_upstream() {
+    let binary = env!("CARGO_BIN_EXE_floodgate-loadtest");
+    let (_clean, addr) = start_upstream(UpstreamConfig::default()).await;
+    let checked = |addr: SocketAddr| {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["run", "--rate", "200", "--duration", "300ms", "--check"])
+            .args(["--url", &format!("http://{addr}/v1")])
+            .args(["--mock", &format!("http://{addr}")])
+            .args(["--pid", &std::process::id().to_string()]);
+        command
+    };
+    let output = checked(addr).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("invariants: all 1 hold"), "{stdout}");
+    assert!(stdout.contains("peak RSS"), "{stdout}");
+
+    let (_throttling, addr) = start_upstream(UpstreamConfig {
+        throttle_rate: 0.5,
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let output = checked(addr).output().await.unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(
+        stderr.contains("the books do not balance: refusals_never_reach_upstream"),
+        "{stderr}"
+    );
+}
+
+/// `compare` with the same mock on both sides, the "gateway" side slowed by a known 5 ms
+/// (a second mock with a fixed latency): the added latency is about 5 ms at every
+/// percentile, and both sides sent the same closed-loop load in alternating slices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_reports_the_latency_a_slower_hop_adds() {
+    let (direct, a) = start_upstream(UpstreamConfig::default()).await;
+    let (slow, b) = start_upstream(UpstreamConfig {
+        latency: Latency::Fixed(Duration::from_millis(5)),
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let mut load = open_loop(a, 1.0, 1, Duration::from_millis(800));
+    load.mode = Mode::Closed { concurrency: 1 };
+    let report = floodgate_loadtest::compare::run(floodgate_loadtest::compare::CompareConfig {
+        load,
+        direct: format!("http://{a}/v1"),
+        gateway: format!("http://{b}/v1"),
+        slices: 4,
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    assert_eq!(report.direct.errors() + report.gateway.errors(), 0);
+    assert_eq!(direct.stats().requests, report.direct.requests);
+    assert_eq!(slow.stats().requests, report.gateway.requests);
+    // tokio's timer serves a 5 ms wait in 5–7 ms.
+    let added = report.added_latency;
+    assert!((4_500..9_000).contains(&added.p50_us), "{report:?}");
+    assert!(added.p90_us >= 4_500, "{report:?}");
+    // A closed loop one at a time: the slow side does far fewer requests per second.
+    assert!(report.throughput_ratio < 0.5, "{report:?}");
 }
