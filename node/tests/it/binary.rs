@@ -832,3 +832,78 @@ async fn dev_serves_an_endpoint_created_through_the_admin_api() {
     node.terminate();
     assert!(node.exited().await.success());
 }
+
+/// A short run of the load harness against `floodgate dev`: an open-loop load of plain and
+/// streamed chat, every request answered, and dev's projector counting each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_harness_run_against_dev_balances_its_books() {
+    let mut node = Node::spawn(
+        &["dev", "--listen", "127.0.0.1:0"],
+        &[("FLOODGATE_LOG_FORMAT", "json")],
+    );
+    let addr = node.listening().await;
+    floodgate_loadtest::install_crypto_provider();
+    let mut sent = 0;
+    for stream in [false, true] {
+        let config = floodgate_loadtest::load::RunConfig {
+            urls: vec![format!("http://{addr}/v1")],
+            mode: floodgate_loadtest::load::Mode::Open {
+                rate: 100.0,
+                connections: 16,
+            },
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            scenario: std::sync::Arc::new(floodgate_loadtest::scenario::Scenario::single(
+                "chat", stream,
+            )),
+            timeout: Duration::from_secs(10),
+        };
+        let report = floodgate_loadtest::load::run(config).await.unwrap();
+        assert_eq!(
+            report.ok, report.requests,
+            "every request answered: {report:?}"
+        );
+        assert!(report.requests >= 50, "{report:?}");
+        assert!(report.latency.count > 0);
+        sent += report.requests;
+    }
+    let stdout = node.stdout.clone();
+    let usage: SocketAddr = wait_until("the usage query API's listening line", || {
+        stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("usage query API listening"))
+            .find_map(|line| {
+                serde_json::from_str::<Value>(line).ok()?["http"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            })
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let stats: Value = client()
+            .get(format!("http://{usage}/usage/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let folded = stats["folded"].as_u64().unwrap();
+        assert!(folded <= sent, "more events than requests: {stats}");
+        if folded == sent {
+            assert_eq!(stats["skipped"], 0, "{stats}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector folded {folded} of {sent}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.terminate();
+    assert!(node.exited().await.success());
+}
