@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 START_DEADLINE_S = 20.0
 STOP_DEADLINE_S = 15.0
@@ -98,16 +99,30 @@ class Floodgate:
             reader.join(timeout=STOP_DEADLINE_S)
         return self.proc.returncode
 
-    def usage_records(self):
-        records = []
+    def usage_traces(self, want_any):
+        """The traces dev's in-process projector holds for the last hour, newest first,
+        read from its usage query API; waits (with a deadline) until there are some when
+        `want_any`, since events reach the projector through the local log a moment after
+        the answers."""
+        base = None
         for line in self.stdout_lines:
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("target") == "floodgate::usage":
-                records.append(json.loads(record["usage"]))
-        return records
+            if record.get("message") == "usage query API listening":
+                base = "http://" + record["http"]
+        if base is None:
+            raise AssertionError("dev printed no `usage query API listening` line")
+        now = int(time.time())
+        url = "%s/usage/v1/traces?from=%d&to=%d&limit=500" % (base, now - 3600, now + 60)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        while True:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                traces = json.load(response)["traces"]
+            if traces or not want_any or time.monotonic() > deadline:
+                return traces
+            time.sleep(0.05)
 
 
 class Checks:
@@ -385,12 +400,12 @@ def main():
                 mlflow_checks(checks, addr)
 
             def sigterm():
-                code = node.stop()
-                expect(code == 0, "exit code %s" % code)
-                records = node.usage_records()
-                expect(records or not called, "no usage records logged")
+                records = node.usage_traces(called)
+                expect(records or not called, "no usage recorded by dev's projector")
                 expect(any(r["streamed"] for r in records) or not called, "no streamed record")
                 expect(all(r["status"] for r in records), "record without status")
+                code = node.stop()
+                expect(code == 0, "exit code %s" % code)
                 return "exit 0, %d usage records" % len(records)
 
             checks.run("SIGTERM stops floodgate with exit 0", sigterm)
