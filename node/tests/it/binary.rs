@@ -113,6 +113,26 @@ impl Node {
         .await
     }
 
+    /// Waits for the JSON log line whose message contains `message` and returns the socket
+    /// address in its `field`.
+    pub(crate) async fn logged_address(&self, message: &str, field: &str) -> SocketAddr {
+        let stdout = self.stdout.clone();
+        wait_until(&format!("the `{message}` line"), || {
+            stdout
+                .lock()
+                .unwrap()
+                .lines()
+                .filter(|line| line.contains(message))
+                .find_map(|line| {
+                    serde_json::from_str::<Value>(line).ok()?[field]
+                        .as_str()?
+                        .parse()
+                        .ok()
+                })
+        })
+        .await
+    }
+
     /// Sends SIGKILL (by pid, as an operator or the OOM killer would) and reaps the process.
     pub(crate) fn kill(&mut self) {
         let status = Command::new("kill")
@@ -280,21 +300,9 @@ async fn dev_serves_the_mock_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("no authentication"), "{stderr}");
 
     // dev's in-process projector folds both requests from the local event log.
-    let stdout = node.stdout.clone();
-    let usage: SocketAddr = wait_until("the usage query API's listening line", || {
-        stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains("usage query API listening"))
-            .find_map(|line| {
-                serde_json::from_str::<Value>(line).ok()?["http"]
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-    })
-    .await;
+    let usage = node
+        .logged_address("usage query API listening", "http")
+        .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -772,21 +780,7 @@ async fn dev_serves_an_endpoint_created_through_the_admin_api() {
         &[("FLOODGATE_LOG_FORMAT", "json")],
     );
     let addr = node.listening().await;
-    let stdout = node.stdout.clone();
-    let admin: SocketAddr = wait_until("the admin API's listening line", || {
-        stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains("admin API listening"))
-            .find_map(|line| {
-                serde_json::from_str::<Value>(line).ok()?["address"]
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-    })
-    .await;
+    let admin = node.logged_address("admin API listening", "address").await;
     let chat = |model: &'static str| {
         client()
             .post(format!("http://{addr}/v1/chat/completions"))
@@ -867,21 +861,9 @@ async fn a_short_harness_run_against_dev_balances_its_books() {
         assert!(report.latency.count > 0);
         sent += report.requests;
     }
-    let stdout = node.stdout.clone();
-    let usage: SocketAddr = wait_until("the usage query API's listening line", || {
-        stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains("usage query API listening"))
-            .find_map(|line| {
-                serde_json::from_str::<Value>(line).ok()?["http"]
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-    })
-    .await;
+    let usage = node
+        .logged_address("usage query API listening", "http")
+        .await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let stats: Value = client()

@@ -86,18 +86,9 @@ async fn projector(config: &str, store: &Path) -> (Node, SocketAddr) {
         ],
         &[("FLOODGATE_LOG_FORMAT", "json")],
     );
-    let http = eventually("the projector's usage API", || async {
-        node.stdout()
-            .lines()
-            .filter(|line| line.contains("usage query API listening"))
-            .find_map(|line| {
-                serde_json::from_str::<Value>(line).ok()?["http"]
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-    })
-    .await;
+    let http = node
+        .logged_address("usage query API listening", "http")
+        .await;
     (node, http)
 }
 
