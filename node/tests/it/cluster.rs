@@ -21,8 +21,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::binary::{Node, reserve_port, write};
-use crate::common::client;
 use crate::common::upstream::{UPSTREAM_KEY, Upstream};
+use crate::common::{client, eventually};
 
 /// The gateway key declared in the file.
 const KEY: &str = "fg-cluster-test-key-0123456789";
@@ -93,25 +93,6 @@ impl Member {
             .ok()?;
         response.status().is_success().then_some(())?;
         response.json().await.ok()
-    }
-}
-
-/// Polls an async check every 20 ms until it yields, failing after `deadline`.
-async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,9 +5,8 @@
 //! publishes every answered request's event after its restart.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use floodgate::config::events::{EventsBackend, EventsConfig, NatsEvents};
@@ -22,27 +21,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::binary::{Node, write};
 use crate::common::upstream::{UPSTREAM_KEY, Upstream};
-use crate::common::{Reply, TestGateway, client, config, send};
+use crate::common::{Reply, TestGateway, client, config, eventually, send};
 
 /// Longer than the common deadline: a reconnect after an outage takes the client's backoff.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The gateway key of the tests (team `t1`, user `u1`).
 const KEY: &str = "fg-events-key-0123456789";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn nats() -> NatsServer {
     NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"))
@@ -163,7 +148,7 @@ async fn stream_count(js: &jetstream::Context) -> Option<u64> {
 /// Waits for the stream to hold `n` messages, checks it holds no more, and returns them.
 async fn stream_events(server: &NatsServer, n: u64) -> Vec<UsageEvent> {
     let js = jetstream(server).await;
-    eventually("the events in the stream", || async {
+    eventually("the events in the stream", DEADLINE, || async {
         (stream_count(&js).await? >= n).then_some(())
     })
     .await;
@@ -295,12 +280,12 @@ async fn a_nats_outage_during_load_fails_no_request_and_loses_no_event() {
     let clients: Vec<_> = (0..4)
         .map(|_| tokio::spawn(load(edge.clone(), answered.clone(), 75)))
         .collect();
-    eventually("load under way", || async {
+    eventually("load under way", DEADLINE, || async {
         (answered.lock().unwrap().len() >= 40).then_some(())
     })
     .await;
     server.kill();
-    eventually("requests served while NATS is down", || async {
+    eventually("requests served while NATS is down", DEADLINE, || async {
         (answered.lock().unwrap().len() >= 150 && edge.depth() > 0).then_some(())
     })
     .await;
@@ -308,7 +293,7 @@ async fn a_nats_outage_during_load_fails_no_request_and_loses_no_event() {
     for task in clients {
         task.await.unwrap();
     }
-    eventually("the spool drained", || async {
+    eventually("the spool drained", DEADLINE, || async {
         (edge.depth() == 0).then_some(())
     })
     .await;
@@ -352,7 +337,7 @@ async fn a_full_spool_refuses_new_requests_with_503_until_it_drains() {
     assert_eq!(edge.depth(), 5, "the refused request was never served");
 
     server.restart().await.unwrap();
-    eventually("the spool drained", || async {
+    eventually("the spool drained", DEADLINE, || async {
         (edge.depth() == 0).then_some(())
     })
     .await;
@@ -449,7 +434,7 @@ async fn metrics_show_the_spool_and_the_publisher() {
     let upstream = Upstream::start().await;
     let edge = Edge::start(&upstream, server.url(), FlushPolicy::Always, 1000).await;
     assert_eq!(edge.chat(false).await.status, 200);
-    eventually("the event published", || async {
+    eventually("the event published", DEADLINE, || async {
         (edge.depth() == 0).then_some(())
     })
     .await;

@@ -13,8 +13,8 @@ use floodgate_events::testing::NatsServer;
 use serde_json::{Value, json};
 
 use crate::binary::{Node, write};
-use crate::common::client;
 use crate::common::upstream::{COMPLETION_TOKENS, PROMPT_TOKENS, UPSTREAM_KEY, Upstream};
+use crate::common::{client, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 /// 1 µ$ per input token, 1000 µ$ per output token.
@@ -25,23 +25,6 @@ const PER_CLIENT: usize = 60;
 const CLIENTS: usize = 4;
 /// Reconnects after an outage take the clients' backoff.
 const DEADLINE: Duration = Duration::from_secs(45);
-
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A config file for an edge (and the projector, which reads its `events:` section).
 fn config(dir: &Path, name: &str, upstream: &str, nats: &str) -> String {
@@ -164,10 +147,10 @@ async fn edges_nats_and_a_projector_as_processes_count_exactly_through_faults() 
     };
 
     // Faults under load: NATS down for a while, the projector killed and restarted.
-    eventually("a quarter of the load", reached(total / 4)).await;
+    eventually("a quarter of the load", DEADLINE, reached(total / 4)).await;
     nats.kill();
     projector_node.kill();
-    eventually("half of the load, NATS down", reached(total / 2)).await;
+    eventually("half of the load, NATS down", DEADLINE, reached(total / 2)).await;
     nats.restart().await.unwrap();
     let (_projector_node, usage) = projector(&edge_a, &store).await;
     for task in clients {
@@ -183,7 +166,7 @@ async fn edges_nats_and_a_projector_as_processes_count_exactly_through_faults() 
         served * (PROMPT_TOKENS + COMPLETION_TOKENS),
         served * COST,
     );
-    let totals = eventually("ctl usage to report every request", || async {
+    let totals = eventually("ctl usage to report every request", DEADLINE, || async {
         ctl_totals(usage).filter(|totals| totals.0 >= expected.0)
     })
     .await;
