@@ -36,6 +36,7 @@ pub mod accounting;
 pub mod admit;
 pub mod auth;
 pub mod body;
+pub mod capture;
 pub mod context;
 pub mod error;
 pub mod invoke;
