@@ -45,6 +45,9 @@ enum Command {
         /// `UsageService` takes a free port (logged).
         #[arg(long, default_value = "127.0.0.1:8082")]
         usage_listen: SocketAddr,
+        /// This edge's id in usage events (default: the one kept in the data dir).
+        #[arg(long, env = crate::edge_id::ENV)]
+        edge_id: Option<String>,
     },
     /// Run a node: an edge from a config file, or edges and ledger members of a cluster.
     Serve(ServeArgs),
@@ -78,9 +81,14 @@ struct ServeArgs {
     /// Ledger role: this member's id (unique, stable across restarts).
     #[arg(long)]
     node_id: Option<u64>,
-    /// Ledger or projector role: the data dir.
+    /// Ledger or projector role: the data dir. Edge role: where the edge keeps its id
+    /// (default: the usage spool's dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Edge role: this edge's id in usage events and quota leases (default: the one kept
+    /// in the data dir, made on first start).
+    #[arg(long, env = crate::edge_id::ENV)]
+    edge_id: Option<String>,
     /// Ledger role: the gRPC address (Raft, LedgerService, ConfigService).
     #[arg(long, default_value = "127.0.0.1:7070")]
     ledger_listen: SocketAddr,
@@ -181,7 +189,8 @@ impl Cli {
                 data_dir,
                 admin_listen,
                 usage_listen,
-            } => dev(listen, data_dir, admin_listen, usage_listen),
+                edge_id,
+            } => dev(listen, data_dir, admin_listen, usage_listen, edge_id),
             Command::Serve(args) => serve_command(args),
             Command::Ctl(args) => crate::ctl::run(args),
             Command::Projector {
@@ -207,6 +216,7 @@ fn dev(
     data_dir: PathBuf,
     admin_listen: SocketAddr,
     usage_listen: SocketAddr,
+    edge_id: Option<String>,
 ) -> ExitCode {
     let mut projector = ProjectorSettings::new(data_dir.join("projection"));
     projector.http_listen = usage_listen;
@@ -227,6 +237,13 @@ fn dev(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let edge_id = match crate::edge_id::resolve(edge_id.as_deref(), Some(&data_dir)) {
+        Ok(id) => id,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     eprintln!("{DEV_BANNER}");
     start(Plan {
         local,
@@ -241,7 +258,7 @@ fn dev(
         }),
         admin_listen: Some(admin_listen),
         ledger_urls: Vec::new(),
-        edge: true,
+        edge: Some(edge_id),
         keyring: Some(keyring),
         projector: Some(projector),
     })
@@ -298,6 +315,19 @@ fn serve_command(args: ServeArgs) -> ExitCode {
                 .to_owned(),
         );
     }
+    let edge = if edge {
+        // The edge's own dir: the data dir, else its usage spool's.
+        let dir = args
+            .data_dir
+            .clone()
+            .or_else(|| local.events.as_ref().map(|e| e.spool_dir.clone()));
+        match crate::edge_id::resolve(args.edge_id.as_deref(), dir.as_deref()) {
+            Ok(id) => Some(id),
+            Err(error) => return usage(error.to_string()),
+        }
+    } else {
+        None
+    };
     let ledger = if ledger_role {
         let (Some(id), Some(data_dir)) = (args.node_id, args.data_dir.clone()) else {
             return usage("the ledger role needs --node-id and --data-dir".to_owned());

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::events::{EventsBackend, EventsConfig};
-use crate::usage::{PipelineStats, RouteKind, UsageRecord, UsageSink};
+use crate::usage::{Payload, PipelineStats, RouteKind, UsageRecord, UsageSink};
 
 /// How long the start-up stream setup waits for NATS before it logs that events are being
 /// spooled (the publisher sets the stream up again before its first publish).
@@ -169,6 +169,13 @@ pub async fn start(
     })
 }
 
+fn payload(payload: &Payload) -> proto::Payload {
+    proto::Payload {
+        body: payload.body.clone(),
+        truncated: payload.truncated,
+    }
+}
+
 /// The event of one usage record.
 pub fn event(record: &UsageRecord, edge_id: &str) -> UsageEvent {
     let time_unix_us = record
@@ -186,7 +193,7 @@ pub fn event(record: &UsageRecord, edge_id: &str) -> UsageEvent {
         time_unix_us,
         edge_id: edge_id.to_owned(),
         request_id: record.request_id.clone(),
-        trace_id: record.trace_id.clone().unwrap_or_default(),
+        trace_id: record.trace_id.clone(),
         endpoint: record.endpoint.clone().unwrap_or_default(),
         route: route as i32,
         attempts: record
@@ -221,7 +228,7 @@ pub fn event(record: &UsageRecord, edge_id: &str) -> UsageEvent {
         ttft_us: record.ttft_us,
         streamed: record.streamed,
         client_cancelled: record.client_cancelled,
-        request_payload: None,
-        response_payload: None,
+        request_payload: record.request_payload.as_ref().map(payload),
+        response_payload: record.response_payload.as_ref().map(payload),
     }
 }

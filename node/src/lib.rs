@@ -9,7 +9,8 @@
 //!   [`ctl_usage`] — `ctl usage` and `ctl traces` against a projector.
 //! * [`projector_role`] — `serve --roles projector`: the usage query API over the store.
 //! * [`config`] — YAML (native or MLflow 2.x) → validated typed config; hot reload.
-//! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming.
+//! * [`edge`] — the HTTP API: auth, routing, limits, accounting, streaming, payload
+//!   capture; [`edge_id`] — this edge's id, stable across restarts.
 //! * [`follow`] — an edge following the ledger: snapshots → configs swapped in.
 //! * [`providers`] — the provider trait, the OpenAI-compatible client and the mock.
 //! * [`pricing`] — the price table and request cost in integer micro-dollars.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod ctl;
 pub mod ctl_usage;
 pub mod edge;
+pub mod edge_id;
 pub mod events;
 pub mod follow;
 pub mod http_client;

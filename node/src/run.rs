@@ -56,8 +56,8 @@ pub struct Plan {
     pub admin_listen: Option<SocketAddr>,
     /// Follow the ledger at these URLs (edge role; empty with a local member means itself).
     pub ledger_urls: Vec<String>,
-    /// Serve HTTP traffic (the edge role).
-    pub edge: bool,
+    /// Serve HTTP traffic (the edge role), with this edge id ([`crate::edge_id`]).
+    pub edge: Option<String>,
     /// The key-encryption keys.
     pub keyring: Option<Keyring>,
     /// Run a projector in this process over the edge's local event log (`dev`).
@@ -151,7 +151,7 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
         tracing::info!("the config file's declarations are in the ledger");
     }
 
-    if plan.edge {
+    if let Some(edge_id) = plan.edge.clone() {
         let mut local = plan.local.clone();
         let follower = match &client {
             Some(client) => {
@@ -172,7 +172,6 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
             None => None,
         };
         let clients = HttpClients::with_timeouts(local.connect_timeouts())?;
-        let edge_id = format!("edge-{}", uuid::Uuid::now_v7().simple());
         // Edge-local and read once: a reload does not move the spool or the event log.
         let sink: Arc<dyn UsageSink> = match &plan.local.events {
             Some(events) => {
@@ -194,7 +193,8 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                     Some(member) => Arc::new(member.handle().clone()),
                     None => Arc::new(client.clone()),
                 };
-                let quotas = Quotas::start(ledger, edge_id, QuotaSettings::default(), &tracker);
+                let quotas =
+                    Quotas::start(ledger, edge_id.clone(), QuotaSettings::default(), &tracker);
                 Gateway::with_quotas(local, providers, sink, quotas)
             }
             None => Gateway::new(local, providers, sink),
@@ -235,7 +235,7 @@ pub async fn run(plan: Plan) -> Result<(), NodeError> {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(NodeError::Serve)?;
-        tracing::info!(address = %local_addr, version = env!("CARGO_PKG_VERSION"), "floodgate listening");
+        tracing::info!(address = %local_addr, version = env!("CARGO_PKG_VERSION"), %edge_id, "floodgate listening");
         let drained = server::run(listener, gateway.clone(), server::shutdown_signal(), grace)
             .await
             .map_err(NodeError::Serve)?;

@@ -9,6 +9,7 @@ use super::model::{
     Balance, EjectionPolicy, Endpoint, EndpointKind, RateLimit, RetryPolicy, Routing, StickyKey,
     Target, Timeouts,
 };
+use super::payloads::capture_override;
 use super::raw::{RawEndpoint, RawRateLimit, RawRouting, RawTarget};
 use super::target::target;
 use super::validate::{Problems, duration, timeouts};
@@ -89,6 +90,7 @@ pub(super) fn endpoint(
         .as_ref()
         .and_then(|limit| rate_limit(limit, &format!("{path}.rate_limit"), problems));
     let routing = routing(raw.routing, &format!("{path}.routing"), problems);
+    let payload_capture = capture_override(raw.payload_capture, path, problems);
     if split.is_empty() {
         return None;
     }
@@ -101,6 +103,7 @@ pub(super) fn endpoint(
         routing,
         rate_limit,
         timeouts: endpoint_timeouts,
+        payload_capture,
     })
 }
 

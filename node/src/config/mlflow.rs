@@ -83,6 +83,7 @@ impl MlflowEndpoint {
             routing: Default::default(),
             rate_limit: self.limit,
             timeouts: RawTimeouts::default(),
+            payload_capture: None,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod ledger;
 mod mlflow;
 mod model;
+pub mod payloads;
 mod raw;
 mod target;
 mod validate;

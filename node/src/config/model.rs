@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use floodgate_cluster::ledger::BudgetSpec;
 
 use super::events::EventsConfig;
+use super::payloads::{CaptureOverride, PayloadCapture};
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
 use crate::secret::Secret;
@@ -38,6 +39,8 @@ pub struct Config {
     pub budgets: Arc<[BudgetSpec]>,
     /// Where usage events go; `None` logs them instead (edge-local, read at start).
     pub events: Option<EventsConfig>,
+    /// Request and response bodies in usage events (edge-local; endpoints may override).
+    pub payload_capture: PayloadCapture,
 }
 
 impl Config {
@@ -184,6 +187,8 @@ pub struct Endpoint {
     pub rate_limit: Option<RateLimit>,
     /// Upstream timeouts for this endpoint.
     pub timeouts: Timeouts,
+    /// This endpoint's override of the payload capture settings.
+    pub payload_capture: CaptureOverride,
 }
 
 impl Endpoint {

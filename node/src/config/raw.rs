@@ -47,6 +47,9 @@ pub struct RawConfig {
     /// Where usage events go (edge-local, read at start).
     #[serde(default)]
     pub events: Option<super::events::RawEvents>,
+    /// Request and response bodies in usage events (edge-local).
+    #[serde(default)]
+    pub payload_capture: super::payloads::RawPayloadCapture,
 }
 
 /// A team as written.
@@ -202,6 +205,9 @@ pub struct RawEndpoint {
     /// Timeout overrides.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// Payload capture override.
+    #[serde(default)]
+    pub payload_capture: Option<super::payloads::RawCaptureOverride>,
 }
 
 /// A native target.

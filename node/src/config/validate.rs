@@ -11,6 +11,7 @@ use super::budgets::{budgets, check_people};
 use super::endpoint::endpoint;
 use super::events::events;
 use super::model::{Auth, Config, Endpoint, GatewayKeys, KeyInfo, Limits, Timeouts};
+use super::payloads::payload_capture;
 use super::raw::{RawAuthMode, RawConfig, RawTimeouts};
 use super::{ConfigError, Mode};
 use crate::pricing::PriceTable;
@@ -110,6 +111,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
     check_people(&raw.teams, &raw.users, &mut problems);
     let budgets = budgets(&raw.budgets, &mut problems);
     let events = raw.events.and_then(|raw| events(raw, &mut problems));
+    let payload_capture = payload_capture(raw.payload_capture, &mut problems);
 
     if !problems.0.is_empty() {
         return Err(if problems.0.len() == 1 {
@@ -128,6 +130,7 @@ pub fn validate(raw: RawConfig, mode: Mode) -> Result<Config, ConfigError> {
         prices: Arc::new(prices),
         budgets: Arc::from(budgets),
         events,
+        payload_capture,
     })
 }
 

@@ -3,14 +3,18 @@
 //! went away — by `Drop`, as a client-cancelled record with the usage seen so far.
 //!
 //! The record also holds the request's quota [`Reservation`], if any, and settles it when
-//! it closes, so budgets are charged exactly once on every path (see [`Accounting::charge`]).
+//! it closes, so budgets are charged exactly once on every path (see [`Accounting::charge`]);
+//! and, with payload capture on, the request's [`Capture`], whose redacted bodies it
+//! carries out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::capture::Capture;
 use super::context::RequestContext;
 use super::error::{ApiError, ErrorShape};
 use super::quota::{Charge, Reservation};
+use super::runtime::Runtime;
 use crate::config::{KeyInfo, Target};
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::ProviderKind;
@@ -39,6 +43,8 @@ pub struct Accounting {
     cost_unknown: bool,
     /// The request's reservation on the budgets that apply to it.
     quota: Option<Reservation>,
+    /// The bodies seen so far, when payload capture is on.
+    capture: Option<Capture>,
     done: bool,
 }
 
@@ -51,16 +57,16 @@ impl std::fmt::Debug for Accounting {
 }
 
 impl Accounting {
-    /// Opens the record for a request.
+    /// Opens the record for a request served from `runtime`.
     pub fn open(
         sink: Arc<dyn UsageSink>,
-        prices: Arc<PriceTable>,
+        runtime: &Runtime,
         context: &RequestContext,
         route: RouteKind,
     ) -> Self {
         Self {
             sink,
-            prices,
+            prices: runtime.config.prices.clone(),
             started: context.started,
             record: UsageRecord {
                 request_id: context.request_id.to_string(),
@@ -72,7 +78,7 @@ impl Accounting {
                 key_id: None,
                 team: None,
                 user: None,
-                trace_id: context.trace_id.as_deref().map(str::to_owned),
+                trace_id: context.trace_id.to_string(),
                 status: 0,
                 error_type: None,
                 usage: Usage::default(),
@@ -84,6 +90,8 @@ impl Accounting {
                 streamed: false,
                 client_cancelled: false,
                 attempts: Vec::new(),
+                request_payload: None,
+                response_payload: None,
             },
             provider: None,
             target: 0,
@@ -95,7 +103,30 @@ impl Accounting {
             usage_reported: false,
             cost_unknown: false,
             quota: None,
+            capture: runtime.capture.clone().map(Capture::new),
             done: false,
+        }
+    }
+
+    /// Keeps the request body (and the credentials in `headers`, to redact) if payloads
+    /// are captured.
+    pub fn capture_request(&mut self, headers: &http::HeaderMap, body: &[u8]) {
+        if let Some(capture) = &mut self.capture {
+            capture.request(headers, body);
+        }
+    }
+
+    /// Keeps a piece of the response body as sent, if payloads are captured.
+    pub fn capture_response(&mut self, chunk: &[u8]) {
+        if let Some(capture) = &mut self.capture {
+            capture.response(chunk);
+        }
+    }
+
+    /// Leaves the response body out of the capture (it is not text).
+    pub fn skip_response_capture(&mut self) {
+        if let Some(capture) = &mut self.capture {
+            capture.skip_response();
         }
     }
 
@@ -241,8 +272,15 @@ impl Accounting {
     }
 
     /// Records the failure and turns it into the client's error response, in `shape`.
-    pub fn reject(self, error: impl Into<ApiError>, shape: ErrorShape) -> axum::response::Response {
+    pub fn reject(
+        mut self,
+        error: impl Into<ApiError>,
+        shape: ErrorShape,
+    ) -> axum::response::Response {
         let error = error.into();
+        if let Some(capture) = &mut self.capture {
+            capture.response(error.body_in(shape).to_string().as_bytes());
+        }
         self.fail(&error);
         error.into_response_in(shape)
     }
@@ -274,6 +312,11 @@ impl Accounting {
         };
         if let Some(mut quota) = self.quota.take() {
             quota.settle(self.charge(error_type));
+        }
+        if let Some(capture) = self.capture.take() {
+            let (request, response) = capture.finish(self.record.endpoint.as_deref());
+            self.record.request_payload = request;
+            self.record.response_payload = response;
         }
         self.sink.record(self.record.clone());
     }

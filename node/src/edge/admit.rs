@@ -52,6 +52,7 @@ pub async fn admit(
         accounting.key(key);
     }
     let bytes = read_limited(headers, body, config.limits.max_body_bytes).await?;
+    accounting.capture_request(headers, &bytes);
     let mut body = parse_object(&bytes)?;
 
     let name = match &spec.endpoint {

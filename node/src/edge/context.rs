@@ -1,6 +1,7 @@
-//! The outermost layer: gives every request its id and start time, and stamps the response
-//! with `x-request-id` and the timing headers MLflow clients read
-//! (`X-MLflow-Gateway-Duration-Ms`, `X-MLflow-Gateway-Overhead-Duration-Ms`).
+//! The outermost layer: gives every request its id, trace id (the client's `traceparent`'s,
+//! else a new one) and start time, and stamps the response with `x-request-id` and the
+//! timing headers MLflow clients read (`X-MLflow-Gateway-Duration-Ms`,
+//! `X-MLflow-Gateway-Overhead-Duration-Ms`).
 //!
 //! Inserts [`RequestContext`] into the request's extensions; reads [`UpstreamTime`] from the
 //! response's extensions (set by handlers that called a provider).
@@ -25,8 +26,9 @@ pub struct RequestContext {
     pub started: Instant,
     /// Arrival, wall clock.
     pub started_at: SystemTime,
-    /// The W3C trace id from the client's `traceparent` header, when valid.
-    pub trace_id: Option<Arc<str>>,
+    /// The W3C trace id from the client's `traceparent` header when valid, else a new
+    /// random one: every request has a trace id.
+    pub trace_id: Arc<str>,
 }
 
 /// The W3C trace context header.
@@ -43,6 +45,17 @@ fn trace_id(value: &HeaderValue) -> Option<Arc<str>> {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && id.bytes().any(|b| b != b'0');
     valid.then(|| Arc::from(id))
+}
+
+/// A new random trace id: 32 lowercase hex digits, not all zeros (as W3C requires).
+fn new_trace_id() -> Arc<str> {
+    let id = loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            break id;
+        }
+    };
+    Arc::from(format!("{id:032x}"))
 }
 
 /// Time spent waiting on the provider before the response headers, set by handlers.
@@ -63,7 +76,11 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         Some(id) => Arc::from(id),
         None => Arc::from(uuid::Uuid::now_v7().to_string()),
     };
-    let trace_id = request.headers().get(TRACEPARENT).and_then(trace_id);
+    let trace_id = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(trace_id)
+        .unwrap_or_else(new_trace_id);
     request.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         started,
@@ -90,4 +107,46 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         HeaderValue::from(total.saturating_sub(upstream).as_millis() as u64),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_id() {
+        let value =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            trace_id(&value).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(trace_id(&HeaderValue::from_static(bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_trace_ids_are_32_lowercase_hex_and_differ() {
+        let a = new_trace_id();
+        let b = new_trace_id();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            );
+            assert!(id.bytes().any(|c| c != b'0'));
+            // A generated id is itself a valid trace id.
+            let header = HeaderValue::from_str(&format!("00-{id}-00f067aa0ba902b7-01"))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            assert_eq!(trace_id(&header).as_deref(), Some(id.as_ref()));
+        }
+        assert_ne!(a, b);
+    }
 }

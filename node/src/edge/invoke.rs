@@ -14,7 +14,6 @@
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -96,12 +95,7 @@ pub async fn invoke(
     body: Body,
 ) -> Response {
     let runtime = gateway.runtime();
-    let mut accounting = Accounting::open(
-        gateway.sink(),
-        runtime.config.prices.clone(),
-        &context,
-        spec.route,
-    );
+    let mut accounting = Accounting::open(gateway.sink(), &runtime, &context, spec.route);
     let admitted = match admit(&runtime, &spec, &headers, body, &mut accounting).await {
         Ok(admitted) => admitted,
         Err(error) => return accounting.reject(error, spec.shape),
@@ -351,8 +345,22 @@ fn respond(
                     Value::String(target.provider.name().into()),
                 );
             }
+            // Serialized here rather than by `Json` so a captured answer is the bytes sent.
+            let body = match serde_json::to_vec(&Value::Object(answer)) {
+                Ok(body) => body,
+                Err(_) => {
+                    let error = ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::Internal,
+                        "The answer could not be serialized.",
+                    );
+                    return accounting.reject(error, spec.shape);
+                }
+            };
+            accounting.capture_response(&body);
             accounting.finish(200);
-            let mut response = (StatusCode::OK, Json(Value::Object(answer))).into_response();
+            let json = HeaderValue::from_static("application/json");
+            let mut response = ([(http::header::CONTENT_TYPE, json)], body).into_response();
             response.extensions_mut().insert(UpstreamTime(upstream));
             response
         }

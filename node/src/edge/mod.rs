@@ -24,7 +24,9 @@
 //!    through [`stream::MeteredStream`], with the tightest limit's `x-ratelimit-*`
 //!    headers. The usage record ([`accounting::Accounting`]) is opened first and closed
 //!    exactly once on every path; it holds the quota reservation and settles it when it
-//!    closes (actual usage charged, the rest returned to the lease). A background task
+//!    closes (actual usage charged, the rest returned to the lease), and with payload
+//!    capture on ([`capture`]) the first bytes of the request and response bodies, redacted
+//!    and cut when it closes. A background task
 //!    ([`quota::flusher`]) sends settlements to the ledger in batches.
 //!
 //! A request reads one [`runtime::Runtime`] snapshot (config + limiter state) taken at its
@@ -36,6 +38,7 @@ pub mod accounting;
 pub mod admit;
 pub mod auth;
 pub mod body;
+pub mod capture;
 pub mod context;
 pub mod error;
 pub mod invoke;

@@ -2,11 +2,13 @@
 //! health, retry budget), swapped atomically on reload. Readers take an `Arc` snapshot and
 //! never lock; a request keeps the snapshot it started with, so a reload never changes a
 //! request in flight. State carries over reloads: a limit that did not change keeps its
-//! window, a target keeps its health, an endpoint keeps its retry budget.
+//! window, a target keeps its health, an endpoint keeps its retry budget. The payload
+//! capturer (patterns compiled, credentials gathered) is rebuilt with each generation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::capture::Capturer;
 use super::limiter::WindowLimiter;
 use super::routing::health::TargetHealth;
 use super::routing::{EndpointRouting, TargetId};
@@ -32,6 +34,8 @@ pub struct Runtime {
     health: HashMap<TargetId, Arc<TargetHealth>>,
     /// Bumped on every applied reload, starting at 1.
     pub generation: u64,
+    /// Payload capture, when some endpoint captures (`None`: requests copy nothing).
+    pub capture: Option<Arc<Capturer>>,
 }
 
 impl Runtime {
@@ -71,6 +75,7 @@ impl Runtime {
             })
             .collect();
         Self {
+            capture: Capturer::for_config(&config),
             config: Arc::new(config),
             endpoints,
             health,

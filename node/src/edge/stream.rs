@@ -1,6 +1,7 @@
 //! The body of a streamed answer: forwards the provider's SSE frames to the client as each
 //! arrives (never buffered), records usage and time to first token, turns a mid-stream
-//! failure into a final `data: {"error":...}` event, and closes the usage record when the
+//! failure into a final `data: {"error":...}` event, hands each frame sent to the payload
+//! capture (a no-op unless it is on), and closes the usage record when the
 //! stream ends — or, if the client disconnects, when the body is dropped, which also drops
 //! (and so cancels) the upstream request.
 
@@ -52,6 +53,7 @@ impl Stream for MeteredStream {
                 Poll::Ready(Some(Ok(StreamEvent::Frame(frame)))) => {
                     if let Some(accounting) = this.accounting.as_mut() {
                         accounting.chunk_sent(frame.as_ref() != DONE_FRAME);
+                        accounting.capture_response(&frame);
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -64,6 +66,9 @@ impl Stream for MeteredStream {
                     let error = ApiError::from(err);
                     tracing::warn!(code = error.code.as_str(), message = %error.message, "stream failed mid-answer");
                     let frame = error.stream_frame(this.shape);
+                    if let Some(accounting) = this.accounting.as_mut() {
+                        accounting.capture_response(&frame);
+                    }
                     this.failure = Some(error);
                     this.close();
                     return Poll::Ready(Some(Ok(frame)));

@@ -144,7 +144,7 @@ impl Node {
     }
 
     /// Sends SIGTERM.
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

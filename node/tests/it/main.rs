@@ -26,4 +26,5 @@ mod routes;
 mod routing;
 mod shutdown;
 mod streaming;
+mod traces;
 mod usage_processes;

@@ -124,6 +124,7 @@ fn endpoint_spec(
         "routing": raw.routing,
         "rate_limit": raw.rate_limit,
         "timeouts": raw.timeouts,
+        "payload_capture": raw.payload_capture,
     });
     let mut targets = |list: Vec<RawTarget>, role: &str, short: char| -> Vec<TargetSpec> {
         list.into_iter()

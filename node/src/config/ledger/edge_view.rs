@@ -92,6 +92,7 @@ pub fn edge_config(
         prices: Arc::new(prices),
         budgets: Arc::from(budgets),
         events: local.events.clone(),
+        payload_capture: local.payload_capture.clone(),
     };
     (config, problems)
 }

@@ -18,6 +18,7 @@ impl Env for Vars {
 
 const FILE: &str = r#"
 listen: 127.0.0.1:9000
+payload_capture: { enabled: true, redact: ['MRN-\d+'] }
 keys:
   - { id: ci, key: gw-key-0123456789, team: ml, endpoints: [chat] }
 teams:
@@ -44,6 +45,7 @@ endpoints:
     routing:
       retry: { attempts: 2, backoff: 50ms }
     rate_limit: { calls: 10, renewal_period: minute }
+    payload_capture: { enabled: false, max_bytes: 4096 }
   - name: embed
     endpoint_type: llm/v1/embeddings
     model:
@@ -82,6 +84,13 @@ fn a_file_served_from_the_ledger_equals_the_file_served_directly() {
     let (served, problems) = edge_config(&state, Some(&keyring), &local);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(served.listen, local.listen);
+    assert!(served.payload_capture.enabled, "edge-local, from the file");
+    assert_eq!(served.payload_capture.redact.len(), 1);
+    assert_eq!(
+        served.endpoints["chat"].payload_capture.max_bytes,
+        Some(4096),
+        "an endpoint's override travels through the ledger"
+    );
     let names: Vec<_> = served.endpoints.keys().collect();
     assert_eq!(names, ["chat", "embed"]);
     for (name, endpoint) in &local.endpoints {

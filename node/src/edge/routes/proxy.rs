@@ -63,12 +63,7 @@ pub async fn proxy(
     body: Body,
 ) -> Response {
     let runtime = gateway.runtime();
-    let mut accounting = Accounting::open(
-        gateway.sink(),
-        runtime.config.prices.clone(),
-        &context,
-        RouteKind::Proxy,
-    );
+    let mut accounting = Accounting::open(gateway.sink(), &runtime, &context, RouteKind::Proxy);
     let prepared = async {
         let key = authenticate(&runtime.config.auth, &headers)?;
         if let Some(key) = &key {
@@ -77,6 +72,7 @@ pub async fn proxy(
         let endpoint = resolve(&runtime, &endpoint, key.as_deref())?;
         accounting.endpoint(&endpoint.name);
         let bytes = read_limited(&headers, body, runtime.config.limits.max_body_bytes).await?;
+        accounting.capture_request(&headers, &bytes);
         Ok::<_, ApiError>((key, endpoint, bytes))
     }
     .await;
@@ -137,6 +133,13 @@ pub async fn proxy(
         Err(err) => return accounting.reject(err, ErrorShape::OpenAi),
     };
     let status = upstream.status();
+    let encoded = upstream
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity");
+    if encoded {
+        accounting.skip_response_capture();
+    }
     let mut response = Response::builder().status(status);
     for (name, value) in upstream.headers() {
         if !DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
@@ -182,6 +185,11 @@ impl futures::Stream for ProxyBody {
     ) -> std::task::Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
         match &polled {
+            std::task::Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(accounting) = self.accounting.as_mut() {
+                    accounting.capture_response(chunk);
+                }
+            }
             std::task::Poll::Ready(None) => {
                 if let Some(accounting) = self.accounting.take() {
                     accounting.finish(self.status);
@@ -197,7 +205,7 @@ impl futures::Stream for ProxyBody {
                     accounting.fail(&error);
                 }
             }
-            _ => {}
+            std::task::Poll::Pending => {}
         }
         polled
     }
