@@ -11,11 +11,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::upstream::{UPSTREAM_KEY, Upstream};
-use crate::common::{DEADLINE, client, wait_until};
+use crate::common::{DEADLINE, client, eventually, wait_until};
 use floodgate_events::{EventSource, LocalLog};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
+/// How long a process may take to start listening: an edge first loads its config from
+/// the ledger, and several processes start at once on a loaded machine.
+const PROCESS_START: Duration = Duration::from_secs(30);
 
 /// Captured output of one stream of the child.
 pub(crate) type Buffer = Arc<Mutex<String>>;
@@ -101,14 +104,14 @@ impl Node {
     pub(crate) async fn listening(&mut self) -> SocketAddr {
         let stdout = self.stdout.clone();
         let child = &mut self.child;
-        wait_until("the `floodgate listening` line", || {
+        eventually("the `floodgate listening` line", PROCESS_START, || {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "floodgate exited with {status} before listening:\n{}",
                     stdout.lock().unwrap()
                 );
             }
-            listen_address(&stdout.lock().unwrap())
+            std::future::ready(listen_address(&stdout.lock().unwrap()))
         })
         .await
     }
@@ -117,18 +120,20 @@ impl Node {
     /// address in its `field`.
     pub(crate) async fn logged_address(&self, message: &str, field: &str) -> SocketAddr {
         let stdout = self.stdout.clone();
-        wait_until(&format!("the `{message}` line"), || {
-            stdout
-                .lock()
-                .unwrap()
-                .lines()
-                .filter(|line| line.contains(message))
-                .find_map(|line| {
-                    serde_json::from_str::<Value>(line).ok()?[field]
-                        .as_str()?
-                        .parse()
-                        .ok()
-                })
+        eventually(&format!("the `{message}` line"), PROCESS_START, || {
+            std::future::ready(
+                stdout
+                    .lock()
+                    .unwrap()
+                    .lines()
+                    .filter(|line| line.contains(message))
+                    .find_map(|line| {
+                        serde_json::from_str::<Value>(line).ok()?[field]
+                            .as_str()?
+                            .parse()
+                            .ok()
+                    }),
+            )
         })
         .await
     }
