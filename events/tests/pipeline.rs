@@ -507,7 +507,16 @@ async fn source_contract(backend: impl Backend) {
     backend.publish(&[spooled(30, &late)]).await;
     let bad = loop {
         match source.fetch(10, Duration::from_millis(200)).await {
-            Err(SourceError::Undecodable { sequence, .. }) => break sequence,
+            Err(SourceError::Undecodable {
+                sequence, payload, ..
+            }) => {
+                assert_eq!(
+                    &payload[..],
+                    b"\xff\xfe not protobuf",
+                    "the bytes as stored"
+                );
+                break sequence;
+            }
             Ok(batch) => assert!(batch.is_empty(), "the bad message comes first"),
             Err(other) => panic!("{other}"),
         }

@@ -11,7 +11,8 @@
 //! * [`dims`] — the dimensions (endpoint, provider, model, key, team, user, status class).
 //! * [`aggregate`] — counters, tokens, cost and mergeable latency histograms of one key;
 //!   [`histogram`] — those histograms, sparse.
-//! * [`trace`] — one record per request, with its indexes.
+//! * [`trace`] — one record per request, with its indexes; [`parked`] — messages that are
+//!   not readable events, kept aside.
 //! * [`store`] — [`Projection`]: the atomic fold (aggregates + traces + dedup + position in
 //!   one sled batch), pruning, the live feed; `rows` — the fold's cache of decoded rows.
 //! * [`runner`] — the loop: fetch, fold, flush, ack; retries and skips.
@@ -27,6 +28,7 @@ pub mod grpc;
 pub mod histogram;
 pub mod http;
 pub mod keys;
+pub mod parked;
 pub mod query;
 pub mod rebuild;
 mod rows;

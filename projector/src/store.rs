@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use crate::aggregate::{Aggregate, CodecError};
 use crate::dims::Dims;
 use crate::keys::{self, Granularity, TraceIndex};
+use crate::parked::Parked;
 use crate::rows::{self, Rows};
 use crate::trace::{self, Trace};
 
@@ -186,6 +187,63 @@ impl Projection {
         self.tree.apply_batch(writes)?;
         cache.put(rows);
         Ok(folded)
+    }
+
+    /// Parks the message at `sequence`, which is not a readable event (its bytes and why),
+    /// with the position advanced past it in the same sled batch. Returns false, parking
+    /// nothing, when the position is already at or past it (it was parked, or passed over,
+    /// before an ack was lost). Not yet durable: [`Self::flush`] before acknowledging.
+    pub fn park(
+        &self,
+        sequence: u64,
+        reason: &str,
+        payload: &[u8],
+        now_us: u64,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        if sequence <= self.position()? {
+            return Ok(false);
+        }
+        let parked = Parked {
+            sequence,
+            parked_at_us: now_us,
+            reason: reason.to_owned(),
+            payload: payload.to_vec(),
+        };
+        let mut writes = sled::Batch::default();
+        writes.insert(
+            keys::parked(sequence),
+            prost::Message::encode_to_vec(&parked),
+        );
+        writes.insert(keys::POSITION, &sequence.to_be_bytes()[..]);
+        self.tree.apply_batch(writes)?;
+        Ok(true)
+    }
+
+    /// Up to `limit` parked messages after sequence `after`, in sequence order.
+    pub fn parked(&self, after: u64, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        let start = keys::parked(after.saturating_add(1));
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..).take(limit) {
+            let (key, value) = entry?;
+            if !key.starts_with(keys::PARKED) {
+                break;
+            }
+            let parked: Parked = prost::Message::decode(value.as_ref())
+                .map_err(|_| StoreError::Corrupt("parked message"))?;
+            out.push(parked);
+        }
+        Ok(out)
+    }
+
+    /// How many messages are parked.
+    pub fn parked_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for entry in self.tree.scan_prefix(keys::PARKED) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Makes everything committed so far durable.
