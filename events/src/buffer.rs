@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use crate::envelope;
 use crate::source::{Delivered, SourceError};
 
@@ -14,6 +16,7 @@ pub(crate) fn decoded(sequence: u64, bytes: &[u8]) -> Result<Delivered, SourceEr
         .map_err(|e| SourceError::Undecodable {
             sequence,
             reason: e.to_string(),
+            payload: Bytes::copy_from_slice(bytes),
         })
 }
 

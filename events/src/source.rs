@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use floodgate_proto::v1::UsageEvent;
 
 /// One event as the log delivered it.
@@ -21,13 +23,16 @@ pub enum SourceError {
     /// The log cannot be reached now; the caller retries.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
-    /// A stored message is not a readable event (reported with its position, then skipped).
+    /// A stored message is not a readable event (reported with its position and bytes,
+    /// then skipped).
     #[error("undecodable event at sequence {sequence}: {reason}")]
     Undecodable {
         /// Position of the bad message.
         sequence: u64,
         /// What was wrong with it.
         reason: String,
+        /// The message's bytes as stored, for the reader to park.
+        payload: Bytes,
     },
 }
 

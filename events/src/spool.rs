@@ -2,25 +2,26 @@
 //! removed only once the event log acknowledged it, so a NATS outage or an edge restart
 //! loses nothing.
 //!
-//! Group commit: [`Spool::append`] only queues the encoded event in memory under a short
-//! lock (it never touches the disk on the request's path); one writer task
-//! ([`Spool::run_writer`]) takes everything queued, writes it as one sled batch and flushes
-//! per [`FlushPolicy`]: after every batch (`always`: [`Spool::durable`] resolves only then),
-//! or at most every interval (events younger than the interval are at risk on a crash).
+//! Group commit: [`Spool::append`] only sends the encoded event down a lock-free channel
+//! (it never touches the disk, nor a lock, on the request's path); one writer task
+//! ([`Spool::run_writer`]) takes everything received, writes it as one sled batch and
+//! flushes per [`FlushPolicy`]: after every batch (`always`: [`Spool::durable`] resolves
+//! only then), or at most every interval (events younger than the interval are at risk on
+//! a crash).
 //!
-//! Keys are a gapless sequence (`u64`, big-endian) assigned at append, so the publisher
-//! drains in append order. The cap is an admission policy: [`Spool::is_full`] says when the
-//! edge must refuse new requests; appends themselves are never refused, so no record of an
-//! admitted request is dropped.
+//! Keys are a gapless sequence (`u64`, big-endian) the writer assigns in receive order, so
+//! sled order is append order and the publisher drains in it. The cap is an admission
+//! policy: [`Spool::is_full`] says when the edge must refuse new requests; appends
+//! themselves are never refused, so no record of an admitted request is dropped.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use floodgate_proto::v1::UsageEvent;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope;
@@ -87,20 +88,17 @@ struct Inner {
     parked: sled::Tree,
     policy: FlushPolicy,
     cap: u64,
-    queue: Mutex<Queue>,
-    queued: Notify,
-    /// Highest key written to sled (and flushed, under `always`).
+    /// Framed events on their way to the writer.
+    sender: mpsc::UnboundedSender<Bytes>,
+    /// The writer's end, taken once by [`Spool::run_writer`].
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>,
+    /// Events appended since open, counted before they are sent.
+    appended: AtomicU64,
+    /// Events appended since open that are durable under the policy (kept under `always`).
     durable: watch::Sender<u64>,
     /// Highest key written to sled: what the publisher may read.
     written: watch::Sender<u64>,
     depth: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    /// The last key handed out.
-    last: u64,
-    entries: Vec<(u64, Bytes)>,
 }
 
 impl Spool {
@@ -115,6 +113,7 @@ impl Spool {
             None => 0,
         };
         let depth = tree.len() as u64;
+        let (sender, receiver) = mpsc::unbounded_channel();
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -122,45 +121,47 @@ impl Spool {
                 parked,
                 policy,
                 cap,
-                queue: Mutex::new(Queue {
-                    last,
-                    entries: Vec::new(),
-                }),
-                queued: Notify::new(),
-                durable: watch::Sender::new(last),
+                sender,
+                receiver: Mutex::new(Some(receiver)),
+                appended: AtomicU64::new(0),
+                durable: watch::Sender::new(0),
                 written: watch::Sender::new(last),
                 depth: AtomicU64::new(depth),
             }),
         })
     }
 
-    /// Queues `event` for the next group commit and returns its key. Never blocks on disk
-    /// and never refuses: admission is [`Spool::is_full`]'s job.
-    pub fn append(&self, event: &UsageEvent) -> u64 {
+    /// Queues `event` for the next group commit. Never blocks, never waits on disk or a
+    /// lock, and never refuses: admission is [`Spool::is_full`]'s job.
+    pub fn append(&self, event: &UsageEvent) {
         let value = frame(&event.event_id, &envelope::encode(event));
-        let key = {
-            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.last += 1;
-            let key = queue.last;
-            queue.entries.push((key, value));
-            key
-        };
         self.inner.depth.fetch_add(1, Ordering::Relaxed);
-        self.inner.queued.notify_one();
-        key
+        // Counted before it is sent, with nothing in between: see `durable`.
+        self.inner.appended.fetch_add(1, Ordering::SeqCst);
+        // The receiver lives as long as the spool; after the writer stopped (shutdown),
+        // an event is left where it is, as it would be in an unflushed queue.
+        let _ = self.inner.sender.send(value);
     }
 
     /// Resolves once every event appended so far is durable under the flush policy: after
     /// the next group commit's flush with `always`; at once with an interval.
+    ///
+    /// Why a count is enough: the target is the number of appends counted when this is
+    /// called, and each append is counted before it is sent. Every event sent before the
+    /// caller's own (which was appended before this call) was therefore counted before this
+    /// call too, so the caller's event is among the first `target` events the channel
+    /// delivers. The writer receives in channel order and counts an event durable only
+    /// once it and every event received before it are written and flushed; so once that
+    /// count reaches `target`, the caller's event is durable.
     pub fn durable(&self) -> impl Future<Output = ()> + Send + 'static {
         let target = match self.inner.policy {
-            FlushPolicy::Always => self.last_appended(),
+            FlushPolicy::Always => self.inner.appended.load(Ordering::SeqCst),
             FlushPolicy::Every(_) => 0,
         };
         let mut durable = self.inner.durable.subscribe();
         async move {
             // Err only if the spool is gone, when there is nothing left to wait for.
-            let _ = durable.wait_for(|&k| k >= target).await;
+            let _ = durable.wait_for(|&n| n >= target).await;
         }
     }
 
@@ -234,105 +235,115 @@ impl Spool {
         let _ = written.wait_for(|&k| k > key).await;
     }
 
-    /// The writer: group-commits queued events until `stop`, then writes and flushes what
-    /// is left. Run it once per spool, on the node's task tracker.
+    /// The writer: group-commits appended events until `stop`, then writes and flushes
+    /// what is left. Run it once per spool, on the node's task tracker (a second writer
+    /// logs an error and returns).
     pub async fn run_writer(self, stop: CancellationToken) {
+        let receiver = self
+            .inner
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut receiver) = receiver else {
+            tracing::error!("the usage spool already has a writer");
+            return;
+        };
         let interval = match self.inner.policy {
             FlushPolicy::Always => None,
             FlushPolicy::Every(interval) => Some(interval),
         };
-        let mut dirty = false;
+        let mut writer = Writer {
+            last: self.written_key(),
+            pending: Vec::new(),
+            unflushed: 0,
+            durable: 0,
+        };
         let mut next_flush = tokio::time::Instant::now();
         loop {
-            let stopping = tokio::select! {
-                () = self.inner.queued.notified() => false,
-                () = tokio::time::sleep_until(next_flush), if dirty => false,
-                () = stop.cancelled() => true,
-            };
-            match self.commit().await {
-                Ok(wrote) => dirty |= wrote,
-                Err(error) => {
-                    tracing::error!(%error, "cannot write the usage spool; retrying");
-                    tokio::time::sleep(WRITE_RETRY).await;
-                    continue;
+            // A batch that failed to write is retried at once, with anything sent since.
+            if writer.pending.is_empty() {
+                tokio::select! {
+                    _ = receiver.recv_many(&mut writer.pending, usize::MAX) => {}
+                    () = tokio::time::sleep_until(next_flush), if writer.unflushed > 0 => {}
+                    () = stop.cancelled() => {}
                 }
+            }
+            while let Ok(value) = receiver.try_recv() {
+                writer.pending.push(value);
+            }
+            let stopping = stop.is_cancelled();
+            if let Err(error) = self.commit(&mut writer) {
+                tracing::error!(%error, "cannot write the usage spool; retrying");
+                tokio::time::sleep(WRITE_RETRY).await;
+                continue;
             }
             let due = match interval {
                 None => true,
                 Some(_) => stopping || tokio::time::Instant::now() >= next_flush,
             };
-            if dirty && due {
-                if let Err(error) = self.flush().await {
+            if writer.unflushed > 0 && due {
+                if let Err(error) = self.flush(&mut writer).await {
                     tracing::error!(%error, "cannot flush the usage spool; retrying");
                     tokio::time::sleep(WRITE_RETRY).await;
                     continue;
                 }
-                dirty = false;
                 if let Some(interval) = interval {
                     next_flush = tokio::time::Instant::now() + interval;
                 }
             }
-            if stopping && self.queue_is_empty() {
+            if stopping && writer.pending.is_empty() && writer.unflushed == 0 {
                 return;
             }
         }
     }
 
-    /// Writes everything queued as one batch; returns whether anything was written.
-    async fn commit(&self) -> Result<bool, SpoolError> {
-        let entries = {
-            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut queue.entries)
-        };
-        let Some(&(last, _)) = entries.last() else {
-            return Ok(false);
-        };
+    /// Writes everything pending as one batch, keyed after the last key written.
+    fn commit(&self, writer: &mut Writer) -> Result<(), SpoolError> {
+        if writer.pending.is_empty() {
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
-        for (key, value) in &entries {
+        let mut key = writer.last;
+        for value in &writer.pending {
+            key += 1;
             batch.insert(&key.to_be_bytes(), value.as_ref());
         }
-        if let Err(error) = self.inner.tree.apply_batch(batch) {
-            // Put them back in front of anything queued since, and retry.
-            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let newer = std::mem::replace(&mut queue.entries, entries);
-            queue.entries.extend(newer);
-            return Err(error.into());
-        }
-        self.inner.written.send_replace(last);
-        if self.inner.policy != FlushPolicy::Always {
-            self.inner.durable.send_replace(last);
-        }
-        Ok(true)
+        // On an error nothing was written: the same entries get the same keys next time.
+        self.inner.tree.apply_batch(batch)?;
+        writer.unflushed += writer.pending.len() as u64;
+        writer.pending.clear();
+        writer.last = key;
+        self.inner.written.send_replace(key);
+        Ok(())
     }
 
-    async fn flush(&self) -> Result<(), SpoolError> {
-        let written = *self.inner.written.borrow();
+    /// Flushes sled; under `always`, the events written so far then count as durable.
+    async fn flush(&self, writer: &mut Writer) -> Result<(), SpoolError> {
         let db = self.inner.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| SpoolError::Storage(sled::Error::Io(std::io::Error::other(e))))??;
+        writer.durable += writer.unflushed;
+        writer.unflushed = 0;
         if self.inner.policy == FlushPolicy::Always {
-            self.inner.durable.send_replace(written);
+            self.inner.durable.send_replace(writer.durable);
         }
         Ok(())
     }
+}
 
-    fn last_appended(&self) -> u64 {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last
-    }
-
-    fn queue_is_empty(&self) -> bool {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .is_empty()
-    }
+/// The writer task's state.
+#[derive(Debug)]
+struct Writer {
+    /// The last key written.
+    last: u64,
+    /// Received, not yet written, in receive order.
+    pending: Vec<Bytes>,
+    /// Written since the last flush.
+    unflushed: u64,
+    /// Received since open and flushed.
+    durable: u64,
 }
 
 fn key_of(bytes: &[u8]) -> Option<u64> {

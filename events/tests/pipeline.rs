@@ -135,8 +135,75 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
     assert_eq!(read.len(), 48);
     assert_eq!(read[0].event_id, events[2].event_id);
     // Keys continue after the ones on disk.
-    let key = spool.append(&event(99));
-    assert!(key > read[47].key);
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let late = event(99);
+    spool.append(&late);
+    tokio::time::timeout(DEADLINE, spool.durable())
+        .await
+        .unwrap();
+    let read_again = spool.peek(100).unwrap();
+    assert_eq!(read_again.len(), 49);
+    assert_eq!(read_again[48].event_id, late.event_id);
+    assert!(read_again[48].key > read[47].key);
+    stop.cancel();
+    writer.await.unwrap();
+}
+
+/// Under `always`, `durable()` must not resolve before the caller's own event is written
+/// and flushed, however many other requests append at the same time: many tasks on several
+/// threads each append, wait, and then look for their event in the spool, and after a
+/// reopen every one of them is there, in keys without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn durable_never_resolves_before_the_callers_own_event_is_written() {
+    const TASKS: u64 = 16;
+    const EACH: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = HashSet::new();
+    {
+        let spool = Spool::open(dir.path(), FlushPolicy::Always, 1_000_000).unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..TASKS {
+            let spool = spool.clone();
+            tasks.spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..EACH {
+                    let e = event(t * EACH + i);
+                    spool.append(&e);
+                    tokio::time::timeout(DEADLINE, spool.durable())
+                        .await
+                        .unwrap();
+                    // Readable at once: written (and flushed) before `durable` resolved.
+                    let written: HashSet<String> = spool
+                        .peek(usize::MAX)
+                        .unwrap()
+                        .into_iter()
+                        .map(|s| s.event_id)
+                        .collect();
+                    assert!(
+                        written.contains(&e.event_id),
+                        "durable() resolved before event {} of task {t} was written",
+                        i
+                    );
+                    mine.push(e.event_id);
+                }
+                mine
+            });
+        }
+        while let Some(mine) = tasks.join_next().await {
+            ids.extend(mine.unwrap());
+        }
+        stop.cancel();
+        writer.await.unwrap();
+    }
+    let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 1_000_000));
+    let read = spool.peek(usize::MAX).unwrap();
+    let keys: Vec<u64> = read.iter().map(|s| s.key).collect();
+    assert_eq!(keys, (1..=TASKS * EACH).collect::<Vec<_>>(), "gapless keys");
+    let stored: HashSet<String> = read.into_iter().map(|s| s.event_id).collect();
+    assert_eq!(stored, ids);
 }
 
 #[tokio::test]
@@ -440,7 +507,16 @@ async fn source_contract(backend: impl Backend) {
     backend.publish(&[spooled(30, &late)]).await;
     let bad = loop {
         match source.fetch(10, Duration::from_millis(200)).await {
-            Err(SourceError::Undecodable { sequence, .. }) => break sequence,
+            Err(SourceError::Undecodable {
+                sequence, payload, ..
+            }) => {
+                assert_eq!(
+                    &payload[..],
+                    b"\xff\xfe not protobuf",
+                    "the bytes as stored"
+                );
+                break sequence;
+            }
             Ok(batch) => assert!(batch.is_empty(), "the bad message comes first"),
             Err(other) => panic!("{other}"),
         }

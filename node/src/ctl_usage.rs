@@ -1,5 +1,6 @@
 //! `floodgate ctl usage` and `floodgate ctl traces`: the projector's usage JSON API
-//! (`--projector`) printed as tables, or as the API's JSON with `--json`.
+//! (`--projector`) printed as tables, or as the API's JSON with `--json`. `ctl usage
+//! --parked` lists the event log's messages the projector parked as unreadable.
 //!
 //! Ranges are `--since` (a duration back from now, default 24h) or `--from`/`--to` (Unix
 //! seconds). Money prints in dollars from integer micro-dollars; latencies in ms.
@@ -7,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use floodgate_projector::parked::ParkedView;
 use floodgate_projector::query::{Point, TopReport, UsageReport};
 use floodgate_projector::view::TraceView;
 use serde_json::Value;
@@ -73,9 +75,17 @@ pub struct UsageArgs {
     /// With `--top`: rank by `cost`, `tokens` or `requests`.
     #[arg(long, default_value = "cost")]
     by: String,
-    /// With `--top`: how many.
+    /// With `--top` or `--parked`: how many.
     #[arg(long, default_value_t = 10)]
     limit: u32,
+    /// List the messages of the event log the projector parked because they are not
+    /// readable events (garbage, an unknown schema version) instead; the range and filters
+    /// do not apply.
+    #[arg(long, conflicts_with = "top")]
+    parked: bool,
+    /// With `--parked`: only messages after this sequence.
+    #[arg(long, default_value_t = 0, requires = "parked")]
+    after: u64,
 }
 
 /// `floodgate ctl traces`.
@@ -255,6 +265,22 @@ pub fn top_table(report: &TopReport, dimension: &str) -> String {
     )
 }
 
+/// The parked messages table.
+pub fn parked_table(parked: &[ParkedView]) -> String {
+    let rows: Vec<Vec<String>> = parked
+        .iter()
+        .map(|p| {
+            vec![
+                p.sequence.to_string(),
+                p.parked_at_unix_us.to_string(),
+                p.size.to_string(),
+                p.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["sequence", "parked_at_us", "bytes", "reason"], &rows)
+}
+
 /// The trace list table.
 pub fn traces_table(traces: &[TraceView]) -> String {
     let rows: Vec<Vec<String>> = traces
@@ -304,8 +330,25 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
 
 /// Runs `ctl usage`; the text to print.
 pub async fn usage(args: UsageArgs) -> Result<String, String> {
-    let mut params = args.scope.params();
     let json = args.scope.json;
+    if args.parked {
+        let params = [
+            ("after".to_owned(), args.after.to_string()),
+            ("limit".to_owned(), args.limit.to_string()),
+        ];
+        let value = args.scope.get("parked", &params).await?;
+        if json {
+            return Ok(pretty(&value));
+        }
+        let next = value["next_after"].as_u64();
+        let parked: Vec<ParkedView> = decode(value["parked"].clone())?;
+        let mut out = parked_table(&parked);
+        if let Some(next) = next {
+            let _ = writeln!(out, "more: --after {next}");
+        }
+        return Ok(out);
+    }
+    let mut params = args.scope.params();
     if let Some(dimension) = &args.top {
         params.extend([
             ("dimension".to_owned(), dimension.clone()),
@@ -382,6 +425,24 @@ mod tests {
         assert!(lines[1].starts_with("k1   4         1       25.0"));
         assert!(lines[1].contains("$1.500042"));
         assert!(lines[1].contains("12.3"));
+    }
+
+    #[test]
+    fn parked_rows_show_sequence_size_and_reason() {
+        let text = parked_table(&[ParkedView {
+            sequence: 12,
+            parked_at_unix_us: 1_700_000_000_000_000,
+            reason: "unknown event schema version 2".into(),
+            size: 3,
+            payload_hex: "000102".into(),
+        }]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("sequence  parked_at_us"), "{text}");
+        assert!(lines[1].starts_with("12 "), "{text}");
+        assert!(
+            lines[1].ends_with("3      unknown event schema version 2"),
+            "{text}"
+        );
     }
 
     #[test]

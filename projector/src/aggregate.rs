@@ -1,18 +1,17 @@
 //! [`Aggregate`]: the usage of one key in one bucket: counters, errors by type, tokens by
-//! kind, cost, and four latency histograms (hdrhistogram, 2 significant digits, values in
-//! microseconds) that merge exactly across keys and buckets. Stored in sled as a prost
-//! message whose histograms are hdrhistogram V2 bytes.
+//! kind, cost, and four latency histograms ([`Sparse`]: hdrhistogram buckets, 2 significant
+//! digits, values in microseconds) that merge exactly across keys and buckets. Stored in
+//! sled as a prost message whose histograms are packed varint lists of their buckets;
+//! stores written before that hold hdrhistogram V2 bytes instead, which are still read.
 
 use std::collections::BTreeMap;
 
 use floodgate_proto::v1::UsageEvent;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::Deserializer;
 
 use crate::dims::status_class;
-
-/// Significant decimal digits every histogram keeps (values within 1%).
-pub const SIGNIFICANT_DIGITS: u8 = 2;
+use crate::histogram::{Malformed, Sparse};
 
 /// Why a stored aggregate could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +24,14 @@ pub enum CodecError {
     Histogram(String),
 }
 
+impl From<Malformed> for CodecError {
+    fn from(error: Malformed) -> Self {
+        Self::Histogram(error.to_string())
+    }
+}
+
 /// Usage summed over a set of events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Aggregate {
     /// Requests.
     pub requests: u64,
@@ -45,44 +50,13 @@ pub struct Aggregate {
     /// Requests whose cost was unknown.
     pub unknown_cost: u64,
     /// Total latency, µs.
-    pub latency: Histogram<u64>,
+    pub latency: Sparse,
     /// Upstream latency, µs.
-    pub upstream: Histogram<u64>,
+    pub upstream: Sparse,
     /// Gateway overhead, µs.
-    pub overhead: Histogram<u64>,
+    pub overhead: Sparse,
     /// Time to first token, µs (streamed requests only).
-    pub ttft: Histogram<u64>,
-}
-
-fn histogram() -> Histogram<u64> {
-    // Auto-resizing: the range grows with the largest value recorded.
-    Histogram::new(SIGNIFICANT_DIGITS).unwrap_or_else(|_| unreachable!("2 digits is valid"))
-}
-
-impl Default for Aggregate {
-    fn default() -> Self {
-        Self {
-            requests: 0,
-            errors: BTreeMap::new(),
-            input_tokens: 0,
-            output_tokens: 0,
-            cached_tokens: 0,
-            cache_write_tokens: 0,
-            cost_micros: 0,
-            unknown_cost: 0,
-            latency: histogram(),
-            upstream: histogram(),
-            overhead: histogram(),
-            ttft: histogram(),
-        }
-    }
-}
-
-/// Records `value`, growing the histogram as needed (clamping only past `u64` range).
-fn record(histogram: &mut Histogram<u64>, value: u64) {
-    if histogram.record(value).is_err() {
-        histogram.saturating_record(value);
-    }
+    pub ttft: Sparse,
 }
 
 /// Whether an event counts as an error, and under which type.
@@ -114,11 +88,11 @@ impl Aggregate {
             Some(cost) => self.cost_micros += cost,
             None => self.unknown_cost += 1,
         }
-        record(&mut self.latency, event.total_latency_us);
-        record(&mut self.upstream, event.upstream_latency_us);
-        record(&mut self.overhead, event.overhead_us);
+        self.latency.record(event.total_latency_us);
+        self.upstream.record(event.upstream_latency_us);
+        self.overhead.record(event.overhead_us);
         if let Some(ttft) = event.ttft_us {
-            record(&mut self.ttft, ttft);
+            self.ttft.record(ttft);
         }
     }
 
@@ -140,8 +114,7 @@ impl Aggregate {
             (&mut self.overhead, &other.overhead),
             (&mut self.ttft, &other.ttft),
         ] {
-            // Every histogram here auto-resizes, so adding cannot run out of range.
-            let _ = mine.add(theirs);
+            mine.merge(theirs);
         }
     }
 
@@ -155,8 +128,17 @@ impl Aggregate {
         self.input_tokens + self.output_tokens
     }
 
+    /// A rough measure of its size in memory, bytes.
+    pub fn weight(&self) -> usize {
+        let buckets = [&self.latency, &self.upstream, &self.overhead, &self.ttft]
+            .iter()
+            .map(|h| h.buckets())
+            .sum::<usize>();
+        std::mem::size_of::<Self>() + buckets * 16 + self.errors.len() * 64
+    }
+
     /// The stored form.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+    pub fn encode(&self) -> Vec<u8> {
         let stored = Stored {
             requests: self.requests,
             errors: self.errors.clone(),
@@ -166,12 +148,13 @@ impl Aggregate {
             cache_write_tokens: self.cache_write_tokens,
             cost_micros: self.cost_micros,
             unknown_cost: self.unknown_cost,
-            latency: encode_histogram(&self.latency)?,
-            upstream: encode_histogram(&self.upstream)?,
-            overhead: encode_histogram(&self.overhead)?,
-            ttft: encode_histogram(&self.ttft)?,
+            latency: self.latency.encode(),
+            upstream: self.upstream.encode(),
+            overhead: self.overhead.encode(),
+            ttft: self.ttft.encode(),
+            ..Stored::default()
         };
-        Ok(prost::Message::encode_to_vec(&stored))
+        prost::Message::encode_to_vec(&stored)
     }
 
     /// Reads the stored form.
@@ -186,34 +169,23 @@ impl Aggregate {
             cache_write_tokens: stored.cache_write_tokens,
             cost_micros: stored.cost_micros,
             unknown_cost: stored.unknown_cost,
-            latency: decode_histogram(&stored.latency)?,
-            upstream: decode_histogram(&stored.upstream)?,
-            overhead: decode_histogram(&stored.overhead)?,
-            ttft: decode_histogram(&stored.ttft)?,
+            latency: decode_histogram(&stored.latency, &stored.v2_latency)?,
+            upstream: decode_histogram(&stored.upstream, &stored.v2_upstream)?,
+            overhead: decode_histogram(&stored.overhead, &stored.v2_overhead)?,
+            ttft: decode_histogram(&stored.ttft, &stored.v2_ttft)?,
         })
     }
 }
 
-fn encode_histogram(histogram: &Histogram<u64>) -> Result<Vec<u8>, CodecError> {
-    let mut bytes = Vec::new();
-    if histogram.is_empty() {
-        return Ok(bytes);
+/// A histogram from its stored buckets, or from the V2 bytes of an older store.
+fn decode_histogram(buckets: &[u64], v2: &[u8]) -> Result<Sparse, CodecError> {
+    if v2.is_empty() {
+        return Ok(Sparse::decode(buckets)?);
     }
-    V2Serializer::new()
-        .serialize(histogram, &mut bytes)
+    let read: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut &v2[..])
         .map_err(|e| CodecError::Histogram(format!("{e:?}")))?;
-    Ok(bytes)
-}
-
-fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, CodecError> {
-    if bytes.is_empty() {
-        return Ok(histogram());
-    }
-    let mut read: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut &bytes[..])
-        .map_err(|e| CodecError::Histogram(format!("{e:?}")))?;
-    read.auto(true);
-    Ok(read)
+    Ok(Sparse::from_histogram(&read))
 }
 
 /// The stored form of an [`Aggregate`].
@@ -235,14 +207,24 @@ struct Stored {
     cost_micros: u64,
     #[prost(uint64, tag = "8")]
     unknown_cost: u64,
+    /// Tags 9 to 12: hdrhistogram V2 bytes, written by earlier versions (read only).
     #[prost(bytes = "vec", tag = "9")]
-    latency: Vec<u8>,
+    v2_latency: Vec<u8>,
     #[prost(bytes = "vec", tag = "10")]
-    upstream: Vec<u8>,
+    v2_upstream: Vec<u8>,
     #[prost(bytes = "vec", tag = "11")]
-    overhead: Vec<u8>,
+    v2_overhead: Vec<u8>,
     #[prost(bytes = "vec", tag = "12")]
-    ttft: Vec<u8>,
+    v2_ttft: Vec<u8>,
+    /// Tags 13 to 16: [`Sparse::encode`]'s buckets.
+    #[prost(uint64, repeated, tag = "13")]
+    latency: Vec<u64>,
+    #[prost(uint64, repeated, tag = "14")]
+    upstream: Vec<u64>,
+    #[prost(uint64, repeated, tag = "15")]
+    overhead: Vec<u64>,
+    #[prost(uint64, repeated, tag = "16")]
+    ttft: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -272,25 +254,54 @@ mod tests {
         let mut aggregate = Aggregate::default();
         aggregate.record(&event(200, 1_500, Some(7)));
         aggregate.record(&event(503, 90_000_000, None));
-        let read = Aggregate::decode(&aggregate.encode().unwrap()).unwrap();
+        let read = Aggregate::decode(&aggregate.encode()).unwrap();
         assert_eq!(read.requests, 2);
         assert_eq!(read.errors.get("5xx"), Some(&1));
         assert_eq!(read.cost_micros, 7);
         assert_eq!(read.unknown_cost, 1);
         assert_eq!(read.input_tokens, 20);
-        assert_eq!(read.latency.len(), 2);
-        assert_eq!(read.latency.max(), aggregate.latency.max());
+        assert_eq!(read.latency.count(), 2);
+        assert_eq!(read, aggregate);
+    }
+
+    #[test]
+    fn an_aggregate_stored_with_v2_histograms_reads_the_same() {
+        use hdrhistogram::serialization::{Serializer, V2Serializer};
+        let mut aggregate = Aggregate::default();
+        let mut dense = crate::histogram::dense();
+        for (i, latency) in [1_500, 90_000_000, 7, 1_510].into_iter().enumerate() {
+            aggregate.record(&event(200 + i as u32, latency, Some(1)));
+            dense.record(latency).unwrap();
+        }
+        let mut v2 = Vec::new();
+        V2Serializer::new().serialize(&dense, &mut v2).unwrap();
+        let old = Stored {
+            requests: aggregate.requests,
+            errors: aggregate.errors.clone(),
+            input_tokens: aggregate.input_tokens,
+            output_tokens: aggregate.output_tokens,
+            cached_tokens: aggregate.cached_tokens,
+            cache_write_tokens: aggregate.cache_write_tokens,
+            cost_micros: aggregate.cost_micros,
+            unknown_cost: aggregate.unknown_cost,
+            v2_latency: v2,
+            ..Stored::default()
+        };
+        let read = Aggregate::decode(&prost::Message::encode_to_vec(&old)).unwrap();
+        assert_eq!(read.latency, aggregate.latency);
+        assert_eq!(read.latency.histogram().value_at_quantile(0.5), 1_503);
+        assert!(read.ttft.is_empty());
     }
 
     #[test]
     fn a_decoded_histogram_still_grows() {
         let mut small = Aggregate::default();
         small.record(&event(200, 10, Some(1)));
-        let mut read = Aggregate::decode(&small.encode().unwrap()).unwrap();
+        let mut read = Aggregate::decode(&small.encode()).unwrap();
         let mut big = Aggregate::default();
         big.record(&event(200, 10_000_000_000, Some(1)));
         read.merge(&big);
-        assert_eq!(read.latency.len(), 2);
-        assert!(read.latency.max() >= 9_900_000_000);
+        assert_eq!(read.latency.count(), 2);
+        assert!(read.latency.histogram().max() >= 9_900_000_000);
     }
 }

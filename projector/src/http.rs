@@ -8,7 +8,8 @@
 //! | `GET /usage/v1/traces?from&to&cursor&limit&<filters>` | `{"traces": [TraceView], "next_cursor"}` |
 //! | `GET /usage/v1/traces/{id}` | `{"trace": TraceView, "sequence"}` (event or request id) |
 //! | `GET /usage/v1/watch?<filters>` | server-sent events, one `TraceView` (no payloads) per event folded from now on |
-//! | `GET /usage/v1/stats` | the fold loop's counters and lag ([`stats_router`]) |
+//! | `GET /usage/v1/parked?after&limit` | `{"parked": [ParkedView], "next_after"}`: messages that were not readable events, by sequence |
+//! | `GET /usage/v1/stats` | the fold loop's counters and lag, and how many messages are parked ([`stats_router`]) |
 //!
 //! `from`/`to` are Unix seconds; `group_by` is comma-separated; filters are the dimension
 //! names (`endpoint`, `provider`, `model`, `key`, `team`, `user`, `status`). An unknown
@@ -30,7 +31,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::dims::{Dimension, Filter};
-use crate::query::{self, QueryError, TopQuery, TraceQuery, UsageQuery, blocking};
+use crate::parked::ParkedView;
+use crate::query::{self, ParkedQuery, QueryError, TopQuery, TraceQuery, UsageQuery, blocking};
 use crate::runner::LoopStats;
 use crate::store::Projection;
 use crate::view::TraceView;
@@ -49,22 +51,31 @@ pub fn router(projection: Projection, stop: CancellationToken) -> Router {
         .route("/usage/v1/traces", get(traces))
         .route("/usage/v1/traces/{id}", get(trace))
         .route("/usage/v1/watch", get(watch))
+        .route("/usage/v1/parked", get(parked))
         .with_state(HttpState { projection, stop })
 }
 
-/// `GET /usage/v1/stats`: the fold loop's counters and lag (answer → visible), as JSON.
-pub fn stats_router(stats: Arc<LoopStats>) -> Router {
+/// `GET /usage/v1/stats`: the fold loop's counters and lag (answer → visible) since start,
+/// and the messages parked in `projection` in all, as JSON.
+pub fn stats_router(stats: Arc<LoopStats>, projection: Projection) -> Router {
     Router::new().route(
         "/usage/v1/stats",
         get(move || {
-            let stats = stats.clone();
+            let (stats, projection) = (stats.clone(), projection.clone());
             async move {
+                let parked = blocking(&projection, |p| Ok(p.parked_count()?)).await;
+                let parked = match parked {
+                    Ok(parked) => parked,
+                    Err(error) => return refusal(&error),
+                };
                 axum::Json(json!({
                     "folded": stats.folded.load(Ordering::Relaxed),
                     "skipped": stats.skipped.load(Ordering::Relaxed),
                     "undecodable": stats.undecodable.load(Ordering::Relaxed),
+                    "parked": parked,
                     "lag_us": stats.lag(),
                 }))
+                .into_response()
             }
         }),
     )
@@ -206,6 +217,45 @@ async fn trace(
             .map(
                 |trace| json!({"trace": TraceView::from(&trace.event), "sequence": trace.sequence}),
             ),
+    )
+}
+
+fn parked_query(raw: HashMap<String, String>) -> Result<ParkedQuery, QueryError> {
+    // No filters: a parked message is not an event, it has no dimensions.
+    if let Some(name) = raw
+        .keys()
+        .find(|n| !["after", "limit"].contains(&n.as_str()))
+    {
+        return Err(QueryError::InvalidParameter {
+            param: name.clone(),
+            reason: "unknown parameter".to_owned(),
+        });
+    }
+    let p = Params(raw);
+    ParkedQuery::new(p.number("after")?, p.number("limit")?)
+}
+
+async fn parked(
+    State(HttpState { projection, .. }): State<HttpState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let asked = match parked_query(raw) {
+        Ok(asked) => asked,
+        Err(error) => return refusal(&error),
+    };
+    answer(
+        blocking(
+            &projection,
+            move |p| Ok(p.parked(asked.after, asked.limit)?),
+        )
+        .await
+        .map(|page| {
+            let next_after = (page.len() == asked.limit)
+                .then(|| page.last().map(|p| p.sequence))
+                .flatten();
+            let parked: Vec<ParkedView> = page.iter().map(ParkedView::from).collect();
+            json!({"parked": parked, "next_after": next_after})
+        }),
     )
 }
 

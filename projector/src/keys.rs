@@ -10,6 +10,7 @@
 //! | `T` event_id | a trace: sequence (u64 BE) then the prost `UsageEvent` |
 //! | `R` request_id | the event id of that request's trace |
 //! | `I` index time(u64 BE, Unix µs) event_id | empty: the trace indexes |
+//! | `B` sequence(u64 BE) | a message that is not a readable event ([`crate::parked`]) |
 //!
 //! `gran` is `m`, `h` or `d`; `dims` are the seven dimensions ([`crate::dims::Dimension::ALL`]
 //! order), each a u16 BE length and UTF-8 bytes (cut at [`MAX_DIM`] bytes). The trace index
@@ -147,6 +148,14 @@ pub fn seen_expiry_bound(folded_at_us: u64) -> Vec<u8> {
 /// The event id of an expiry-index key.
 pub fn parse_seen_expiry(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.get(9..)?).ok()
+}
+
+/// The start of the parked messages' keys.
+pub const PARKED: &[u8] = b"B";
+
+/// The key of the message parked at `sequence`.
+pub fn parked(sequence: u64) -> Vec<u8> {
+    [PARKED, &sequence.to_be_bytes()[..]].concat()
 }
 
 /// The trace key of an event id.

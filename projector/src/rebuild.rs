@@ -30,7 +30,7 @@ pub struct Rebuilt {
     pub folded: u64,
     /// Events skipped as duplicates.
     pub skipped: u64,
-    /// Undecodable events passed over.
+    /// Undecodable events parked and passed over.
     pub undecodable: u64,
     /// The last sequence folded.
     pub position: u64,

@@ -5,7 +5,8 @@
 //! below the stored position and skipped.
 //!
 //! `Unavailable` from the source is retried with exponential backoff; `Undecodable` is
-//! logged, counted and passed over (the source parks the message and moves on).
+//! logged, counted and parked in the store with the position advanced past it
+//! ([`Projection::park`]), flushed, then acknowledged: it never stops the loop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,7 @@ pub struct LoopStats {
     pub folded: AtomicU64,
     /// Events skipped as already folded (by position or by id).
     pub skipped: AtomicU64,
-    /// Undecodable events passed over.
+    /// Undecodable events parked and passed over.
     pub undecodable: AtomicU64,
     /// Lag of each folded event, µs: from its answer (arrival plus total latency) to the
     /// flush that made it visible to queries. Written by the loop once per batch.
@@ -145,7 +146,7 @@ pub enum Step {
     },
     /// Nothing arrived in time: the projector has caught up.
     Idle,
-    /// The source passed over an undecodable event.
+    /// An undecodable event was parked and passed over.
     Undecodable,
     /// The source is unavailable; retry after a pause.
     Unavailable,
@@ -164,9 +165,25 @@ pub async fn step<E: EventSource>(
             tracing::warn!(%reason, "event log unavailable; retrying");
             return Ok(Step::Unavailable);
         }
-        Err(SourceError::Undecodable { sequence, reason }) => {
+        Err(SourceError::Undecodable {
+            sequence,
+            reason,
+            payload,
+        }) => {
             stats.undecodable.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(sequence, %reason, "undecodable event skipped");
+            tracing::error!(sequence, %reason, size = payload.len(), "undecodable event parked");
+            let parking = projection.clone();
+            let parked = tokio::task::spawn_blocking(move || {
+                parking.park(sequence, &reason, &payload, now_us())
+            })
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
+            if parked {
+                projection.flush().await?;
+            }
+            if let Err(error) = source.ack(sequence).await {
+                tracing::warn!(%error, sequence, "ack failed; the next one covers it");
+            }
             return Ok(Step::Undecodable);
         }
     };

@@ -105,8 +105,9 @@ impl Projector {
                 tracing::error!(%error, "the usage gRPC server failed");
             }
         });
-        let app = crate::http::router(self.projection.clone(), stop.clone())
-            .merge(crate::http::stats_router(self.stats.clone()));
+        let app = crate::http::router(self.projection.clone(), stop.clone()).merge(
+            crate::http::stats_router(self.stats.clone(), self.projection.clone()),
+        );
         let stopped = stop.clone();
         tracker.spawn(async move {
             let served = axum::serve(http_listener, app)

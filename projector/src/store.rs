@@ -1,8 +1,10 @@
 //! [`Projection`]: a projector's sled store (layout in [`crate::keys`]). Folding a batch
-//! reads the aggregates it touches, merges the batch into them, and writes them back with
-//! the traces, the dedup entries and the new position in **one** `apply_batch`, so a crash
-//! leaves either all of a batch or none of it. One fold or prune runs at a time (a write
-//! lock), which is what makes the read-merge-write safe without sled transactions.
+//! reads the aggregates it touches (from the write-through cache [`crate::rows`] when it
+//! holds them), merges all of the batch's events of each key into it, and writes each back
+//! encoded once, with the traces, the dedup entries and the new position, in **one**
+//! `apply_batch`, so a crash leaves either all of a batch or none of it. One fold or prune
+//! runs at a time (a write lock, which also guards the cache), which is what makes the
+//! read-merge-write safe without sled transactions.
 //!
 //! Skipped on fold: events at or below the stored position (redelivered after a lost ack)
 //! and events whose id was folded within the dedup horizon (a publisher retry that got a
@@ -21,6 +23,8 @@ use tokio::sync::broadcast;
 use crate::aggregate::{Aggregate, CodecError};
 use crate::dims::Dims;
 use crate::keys::{self, Granularity, TraceIndex};
+use crate::parked::Parked;
+use crate::rows::{self, Rows};
 use crate::trace::{self, Trace};
 
 /// How many folded events a slow live watcher may fall behind before it skips some.
@@ -72,7 +76,8 @@ pub struct Pruned {
 pub struct Projection {
     db: sled::Db,
     tree: sled::Tree,
-    write: Arc<Mutex<()>>,
+    /// Held by the one fold or prune running; the cache belongs to the fold.
+    write: Arc<Mutex<Rows>>,
     feed: broadcast::Sender<Arc<UsageEvent>>,
 }
 
@@ -90,7 +95,7 @@ impl Projection {
         Ok(Self {
             db,
             tree,
-            write: Arc::default(),
+            write: Arc::new(Mutex::new(Rows::new(rows::DEFAULT_CAPACITY))),
             feed: broadcast::channel(FEED_CAPACITY).0,
         })
     }
@@ -121,7 +126,7 @@ impl Projection {
     /// batch; `now_us` stamps the dedup entries. Not yet durable: [`Self::flush`] before
     /// acknowledging.
     pub fn fold(&self, batch: &[Delivered], now_us: u64) -> Result<Folded, StoreError> {
-        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let start = self.position()?;
         let mut folded = Folded {
             position: start,
@@ -160,21 +165,85 @@ impl Projection {
             .write(&mut writes);
             folded.events.push(Arc::new(trace::without_payloads(event)));
         }
+        let mut rows = Vec::with_capacity(touched.len());
         for (key, events) in touched {
-            let mut aggregate = match self.tree.get(&key)? {
-                Some(bytes) => Aggregate::decode(&bytes)?,
-                None => Aggregate::default(),
+            let mut aggregate = match cache.take(&key) {
+                Some(cached) => cached,
+                None => match self.tree.get(&key)? {
+                    Some(bytes) => Aggregate::decode(&bytes)?,
+                    None => Aggregate::default(),
+                },
             };
             for event in events {
                 aggregate.record(event);
             }
-            writes.insert(key, aggregate.encode()?);
+            writes.insert(key.as_slice(), aggregate.encode());
+            rows.push((key, aggregate));
         }
         if folded.position > start {
             writes.insert(keys::POSITION, &folded.position.to_be_bytes()[..]);
         }
+        // On an error the rows taken out stay out: the next fold reads them from sled.
         self.tree.apply_batch(writes)?;
+        cache.put(rows);
         Ok(folded)
+    }
+
+    /// Parks the message at `sequence`, which is not a readable event (its bytes and why),
+    /// with the position advanced past it in the same sled batch. Returns false, parking
+    /// nothing, when the position is already at or past it (it was parked, or passed over,
+    /// before an ack was lost). Not yet durable: [`Self::flush`] before acknowledging.
+    pub fn park(
+        &self,
+        sequence: u64,
+        reason: &str,
+        payload: &[u8],
+        now_us: u64,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        if sequence <= self.position()? {
+            return Ok(false);
+        }
+        let parked = Parked {
+            sequence,
+            parked_at_us: now_us,
+            reason: reason.to_owned(),
+            payload: payload.to_vec(),
+        };
+        let mut writes = sled::Batch::default();
+        writes.insert(
+            keys::parked(sequence),
+            prost::Message::encode_to_vec(&parked),
+        );
+        writes.insert(keys::POSITION, &sequence.to_be_bytes()[..]);
+        self.tree.apply_batch(writes)?;
+        Ok(true)
+    }
+
+    /// Up to `limit` parked messages after sequence `after`, in sequence order.
+    pub fn parked(&self, after: u64, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        let start = keys::parked(after.saturating_add(1));
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..).take(limit) {
+            let (key, value) = entry?;
+            if !key.starts_with(keys::PARKED) {
+                break;
+            }
+            let parked: Parked = prost::Message::decode(value.as_ref())
+                .map_err(|_| StoreError::Corrupt("parked message"))?;
+            out.push(parked);
+        }
+        Ok(out)
+    }
+
+    /// How many messages are parked.
+    pub fn parked_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for entry in self.tree.scan_prefix(keys::PARKED) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Makes everything committed so far durable.

@@ -553,6 +553,48 @@ async fn a_running_projector_folds_what_its_source_delivers_and_answers_for_it()
         stats.undecodable.load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+
+    // The bad message is parked with its position, reason and bytes.
+    let (status, parked) = running.json("/usage/v1/parked").await;
+    assert_eq!(status, 200, "{parked}");
+    let hex: String = common::GARBAGE.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(parked["parked"].as_array().unwrap().len(), 1, "{parked}");
+    assert_eq!(parked["parked"][0]["sequence"], 101);
+    assert_eq!(parked["parked"][0]["reason"], "garbage");
+    assert_eq!(parked["parked"][0]["size"], common::GARBAGE.len());
+    assert_eq!(parked["parked"][0]["payload_hex"], hex);
+    assert!(parked["next_after"].is_null());
+    let (_, none_after) = running.json("/usage/v1/parked?after=101&limit=5").await;
+    assert_eq!(none_after["parked"], serde_json::json!([]));
+    let (status, refused) = running.json("/usage/v1/parked?limit=5000").await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &"invalid_limit".into())
+    );
+    let (status, refused) = running.json("/usage/v1/parked?endpoint=chat").await;
+    assert_eq!(
+        (status, &refused["error"]["param"]),
+        (400, &"endpoint".into())
+    );
+    let stats_router = floodgate_projector::http::stats_router(
+        running.projector.stats().clone(),
+        running.projection().clone(),
+    );
+    let response = stats_router
+        .oneshot(
+            http::Request::get("/usage/v1/stats")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&stats["undecodable"], &stats["parked"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(stats["folded"], 250);
     running.stop().await;
 }
 

@@ -326,6 +326,11 @@ async fn rebuild_reproduces_the_totals() {
     assert_eq!((done.folded, done.skipped, done.undecodable), (800, 10, 1));
     assert_eq!(done.position, 811);
     let again = Projection::open(rebuilt.path()).unwrap();
+    assert_eq!(
+        again.parked(0, 10).unwrap()[0].sequence,
+        401,
+        "parked again"
+    );
     let all = ["endpoint", "key", "status"];
     assert_eq!(
         report(&projection, "hour", &all),
@@ -337,6 +342,37 @@ async fn rebuild_reproduces_the_totals() {
         rebuild(log.source_from_start(), rebuilt.path(), SETTINGS).await,
         Err(floodgate_projector::RebuildError::NotEmpty(_))
     ));
+}
+
+#[tokio::test]
+async fn a_bad_message_is_parked_once_and_folding_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let projection = Projection::open(dir.path()).unwrap();
+    let events = events(300, 29);
+    let log = MemoryLog::default();
+    log.append(events[..100].iter().cloned());
+    log.append_garbage();
+    log.append(events[100..].iter().cloned());
+    log.lose_acks(true);
+    drain(&mut log.source(), &projection, SETTINGS).await;
+    assert_eq!(log.acked(), 0, "every ack lost");
+    // A restarted projector gets everything again: nothing is parked or counted twice.
+    log.lose_acks(false);
+    drain(&mut log.source(), &projection, SETTINGS).await;
+    assert_eq!(log.acked(), 301);
+
+    let parked = projection.parked(0, 10).unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].sequence, 101);
+    assert_eq!(parked[0].reason, "garbage");
+    assert_eq!(parked[0].payload, common::GARBAGE);
+    assert_eq!(projection.parked_count().unwrap(), 1);
+    assert!(projection.parked(101, 10).unwrap().is_empty());
+    assert_eq!(projection.position().unwrap(), 301);
+    assert_eq!(
+        overall(&projection),
+        expected(&events, |_| String::new())[""]
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! The real binary as a projector: known events published to a real NATS JetStream (one of
 //! them twice, as a publisher retry after the duplicate window would), folded by
 //! `serve --roles projector --config`, read back with `ctl usage` and `ctl traces` (tables
-//! and `--json`); then `projector rebuild` replays the stream into a new store with the same
-//! totals.
+//! and `--json`); garbage bytes and an envelope of an unknown schema version are parked
+//! (`ctl usage --parked`) while the events after them are folded; then `projector rebuild`
+//! replays the stream into a new store with the same totals.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -51,6 +52,23 @@ async fn publish(js: &async_nats::jetstream::Context, event: &UsageEvent) {
         .await
         .unwrap();
 }
+
+/// Publishes `bytes` as they are (not an event) to the usage stream.
+async fn publish_raw(js: &async_nats::jetstream::Context, id: &str, bytes: &'static [u8]) -> u64 {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    js.publish_with_headers(stream::subject("0"), headers, bytes.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+/// A protobuf `EventEnvelope { version: 2, event: b"" }`: field 1 (varint) 2, field 2
+/// (bytes) empty.
+const VERSION_2: &[u8] = b"\x08\x02\x12\x00";
+const GARBAGE: &[u8] = b"\xff\xfe not an envelope";
 
 fn ctl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN).arg("ctl").args(args).output().unwrap();
@@ -249,6 +267,77 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
     assert!(!ok);
     assert!(stderr.contains("unknown_group_by"), "{stderr}");
 
+    // Bad messages are parked, and the event after them is folded.
+    assert_eq!(publish_raw(&js, "bad-1", GARBAGE).await, 5);
+    assert_eq!(publish_raw(&js, "bad-2", VERSION_2).await, 6);
+    publish(&js, &event(5, "k2", 200, 750)).await;
+    let stats = || {
+        let url = url.clone();
+        async move {
+            let stats: Value = crate::common::client()
+                .get(format!("{url}/usage/v1/stats"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some(stats)
+        }
+    };
+    let folded = crate::common::eventually(
+        "the event after the bad ones",
+        crate::common::DEADLINE,
+        || async {
+            let stats = stats().await?;
+            (requests("k2").await == Some(2) && stats["parked"] == 2).then_some(stats)
+        },
+    )
+    .await;
+    assert_eq!(folded["undecodable"], 2, "{folded}");
+    let (ok, json, stderr) = ctl(&[&["usage", "--parked", "--json"][..], &projector].concat());
+    assert!(ok, "{stderr}");
+    let parked: Value = serde_json::from_str(&json).unwrap();
+    let parked = parked["parked"].as_array().unwrap().clone();
+    assert_eq!(parked.len(), 2, "{json}");
+    assert_eq!(parked[0]["sequence"], 5);
+    assert!(
+        parked[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not an event envelope"),
+        "{json}"
+    );
+    assert_eq!(parked[0]["size"], GARBAGE.len());
+    assert!(
+        parked[0]["payload_hex"]
+            .as_str()
+            .unwrap()
+            .starts_with("fffe")
+    );
+    assert_eq!(parked[1]["sequence"], 6);
+    assert_eq!(parked[1]["reason"], "unknown event schema version 2");
+    assert_eq!(parked[1]["payload_hex"], "08021200");
+    let (ok, table, _) = ctl(&[&["usage", "--parked", "--limit", "1"][..], &projector].concat());
+    assert!(ok);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("sequence"), "{table}");
+    assert!(lines[1].starts_with("5 "), "{table}");
+    assert_eq!(lines[2], "more: --after 5", "{table}");
+    let (ok, table, _) = ctl(&[&["usage", "--group-by", "key"][..], &range, &projector].concat());
+    assert!(ok);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[1][..3],
+        ["k1", "2", "0"],
+        "exact totals after the bad messages"
+    );
+    assert_eq!(rows[2][..4], ["k2", "2", "1", "50.0"], "{table}");
+    assert!(rows[2].contains(&"$0.001000"), "{table}");
+
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
@@ -274,7 +363,7 @@ async fn ctl_usage_and_traces_read_a_projector_served_by_the_binary() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        text.contains("3 events folded, 1 duplicates skipped"),
+        text.contains("4 events folded, 1 duplicates skipped, 2 undecodable"),
         "{text}"
     );
 }

@@ -71,6 +71,25 @@ fn limit(asked: u64, default: u64) -> Result<usize, QueryError> {
     Ok(usize::try_from(limit).unwrap_or(usize::MAX))
 }
 
+/// A page of parked messages (`GET /usage/v1/parked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkedQuery {
+    /// Only messages after this sequence.
+    pub after: u64,
+    /// Most messages.
+    pub limit: usize,
+}
+
+impl ParkedQuery {
+    /// Validates a listing of parked messages (`limit` 0 means 100).
+    pub fn new(after: u64, limit_asked: u64) -> Result<Self, QueryError> {
+        Ok(Self {
+            after,
+            limit: limit(limit_asked, 100)?,
+        })
+    }
+}
+
 /// `QueryUsage`: a series per group over a range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageQuery {

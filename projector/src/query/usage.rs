@@ -4,19 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-
 use super::{Metric, Percentiles, Point, QueryError, Series, TopEntry, TopQuery, TopReport};
 use super::{Tokens, UsageQuery, UsageReport};
 use crate::aggregate::Aggregate;
 use crate::dims::{Dims, Filter};
+use crate::histogram::Sparse;
 use crate::keys::{self, Granularity};
 use crate::store::Projection;
 
-fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
-    if histogram.is_empty() {
+fn percentiles(sparse: &Sparse) -> Percentiles {
+    if sparse.is_empty() {
         return Percentiles::default();
     }
+    let histogram = sparse.histogram();
     Percentiles {
         count: histogram.len(),
         p50: histogram.value_at_quantile(0.50),

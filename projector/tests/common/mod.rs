@@ -13,6 +13,9 @@ use floodgate_events::{Delivered, EventSource, SourceError};
 use floodgate_proto::v1::{Payload, TokenCounts, UsageAttempt, UsageEvent};
 use tokio::sync::Notify;
 
+/// The bytes of every undecodable message of a [`MemoryLog`].
+pub const GARBAGE: &[u8] = b"\x00\xffnot an event";
+
 /// Base time of generated events: 2026-11-20T00:00:00Z.
 pub const BASE_S: i64 = 1_795_132_800;
 
@@ -109,6 +112,7 @@ impl MemorySource {
                     return Err(SourceError::Undecodable {
                         sequence: delivered.sequence,
                         reason: "garbage".into(),
+                        payload: GARBAGE.into(),
                     });
                 }
                 break;
