@@ -49,6 +49,7 @@ pub trait EventSource: Send {
     ) -> impl Future<Output = Result<Vec<Delivered>, SourceError>> + Send;
 
     /// Acknowledges every event up to and including `sequence`: the log may forget them for
-    /// this reader and will not deliver them again.
+    /// this reader and will not deliver them again (after a crash it may, as with any lost
+    /// ack: readers skip what they already folded).
     fn ack(&mut self, sequence: u64) -> impl Future<Output = Result<(), SourceError>> + Send;
 }

@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::envelope;
 
+/// sled's page cache for the spool (its default is 1 GiB): the spool's working set is the
+/// few events between append and publish ack.
+const CACHE_BYTES: u64 = 16 << 20;
+
 /// How long the writer waits before retrying after a disk error.
 const WRITE_RETRY: Duration = Duration::from_millis(200);
 
@@ -105,7 +109,11 @@ impl Spool {
     /// Opens (or creates) the spool in `dir`. `cap` is the depth at which
     /// [`Spool::is_full`] turns true.
     pub fn open(dir: &Path, policy: FlushPolicy, cap: u64) -> Result<Self, SpoolError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
         let tree = db.open_tree("spool")?;
         let parked = db.open_tree("parked")?;
         let last = match tree.last()? {

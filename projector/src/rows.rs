@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::aggregate::Aggregate;
 
 /// The default bound, bytes (estimated).
-pub(crate) const DEFAULT_CAPACITY: usize = 64 << 20;
+pub(crate) const DEFAULT_CAPACITY: usize = 32 << 20;
 
 /// The cache.
 #[derive(Debug)]

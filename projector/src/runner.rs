@@ -31,6 +31,11 @@ pub struct LoopSettings {
     pub batch: usize,
     /// Longest wait for a batch's first event.
     pub wait: Duration,
+    /// After a partial batch (the log was drained), the least time from one fetch to the
+    /// next, so that under a steady trickle each fold (and its flush) gathers the events
+    /// of this long instead of a few: it bounds the store's flushes per second and adds at
+    /// most this much to the lag. Zero folds each partial batch at once.
+    pub linger: Duration,
 }
 
 impl Default for LoopSettings {
@@ -38,6 +43,7 @@ impl Default for LoopSettings {
         Self {
             batch: 512,
             wait: Duration::from_secs(1),
+            linger: Duration::from_millis(10),
         }
     }
 }
@@ -223,11 +229,19 @@ pub async fn run<E: EventSource>(
 ) -> Result<(), LoopError> {
     let mut backoff = FIRST_BACKOFF;
     loop {
+        let started = tokio::time::Instant::now();
         let step = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             step = step(&mut source, &projection, settings, &stats) => step?,
         };
         match step {
+            Step::Folded { fetched } if fetched < settings.batch && !settings.linger.is_zero() => {
+                backoff = FIRST_BACKOFF;
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    () = tokio::time::sleep_until(started + settings.linger) => {}
+                }
+            }
             Step::Folded { .. } | Step::Idle | Step::Undecodable => backoff = FIRST_BACKOFF,
             Step::Unavailable => {
                 tokio::select! {

@@ -31,6 +31,9 @@ use crate::trace::{self, Trace};
 const FEED_CAPACITY: usize = 4_096;
 /// Keys removed per prune batch.
 const PRUNE_CHUNK: usize = 1_000;
+/// sled's page cache for the store (its default is 1 GiB); hot aggregate rows are also
+/// cached decoded ([`crate::rows`]).
+const CACHE_BYTES: u64 = 32 << 20;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +93,10 @@ impl std::fmt::Debug for Projection {
 impl Projection {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
         let tree = db.open_tree("projection")?;
         Ok(Self {
             db,

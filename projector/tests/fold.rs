@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 const SETTINGS: LoopSettings = LoopSettings {
     batch: 64,
     wait: Duration::from_millis(20),
+    linger: Duration::ZERO,
 };
 
 fn report(projection: &Projection, granularity: &str, group_by: &[&str]) -> UsageReport {

@@ -85,6 +85,9 @@ impl<C> StoreTypeConfig for C where
 const LOG_TREE: &str = "raft_log";
 const META_TREE: &str = "raft_meta";
 const SNAPSHOT_TREE: &str = "raft_snapshot";
+/// sled's page cache for the ledger (its default is 1 GiB, which a process grows into as
+/// the log does): the ledger's working set is the log tail and a small state machine.
+const CACHE_BYTES: u64 = 32 << 20;
 
 /// Opens (or creates) the Raft store in the directory `dir` and returns the log store and the
 /// state machine for `openraft::Raft::new`.
@@ -102,6 +105,7 @@ where
     let dir = dir.as_ref();
     let db = sled::Config::new()
         .path(dir)
+        .cache_capacity(CACHE_BYTES)
         .open()
         .map_err(|source| StoreError::Open {
             path: dir.to_path_buf(),
