@@ -154,8 +154,11 @@ struct StatusAnswer {
 struct BudgetAnswer {
     id: String,
     action: String,
+    metric: String,
     limit: u64,
     settled: u64,
+    #[serde(default)]
+    overrun: u64,
 }
 
 /// Every budget's books from the ledger's admin API (`base` e.g. `http://127.0.0.1:8081`).
@@ -170,6 +173,8 @@ pub async fn budgets(client: &reqwest::Client, base: &str) -> Result<Vec<BudgetB
             id: b.id,
             limit: b.limit,
             settled: b.settled,
+            metric: b.metric,
+            overrun: b.overrun,
         })
         .collect())
 }

@@ -9,8 +9,14 @@
 //!   gateway does not retry (run checks with the mock's error injection off).
 //! * **exactly-once accounting** (with a projector): the projector's successful requests,
 //!   input and output tokens and cost over the run equal what the mock served.
-//! * **no overspend** (with a ledger): every enforced (`reject`) budget settled at most its
-//!   limit.
+//! * **no overspend** (with a ledger): every enforced (`reject`) budget's own books — what
+//!   it settled plus any overrun (usage reported beyond what leases held) — stay within
+//!   its limit.
+//! * **the run's budget against ground truth** (with a ledger and a budget every request of
+//!   the run counts against): what the mock really served, in the budget's unit (requests
+//!   that reached it, tokens, or µ$ at the mock's price), added to what the budget had
+//!   settled before the run, stays within the limit (the overspend is zero), and the
+//!   ledger settled exactly that much during the run.
 
 use std::fmt;
 
@@ -58,6 +64,57 @@ pub struct BudgetBook {
     /// Whether it refuses at the limit (`reject`), so overspend is a bug; `alert` budgets
     /// may pass their limit.
     pub enforced: bool,
+    /// What it counts: `requests`, `tokens` or `micros`.
+    #[serde(default)]
+    pub metric: String,
+    /// Usage reported beyond what leases held (an edge under-reserved), not settled.
+    #[serde(default)]
+    pub overrun: u64,
+}
+
+/// The budget a run was measured against: every request of the run counts against it, and
+/// nothing else did during the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBudget {
+    /// The budget after the run (settled once the edges had sent their charges).
+    pub after: BudgetBook,
+    /// What it had settled before the run.
+    pub settled_before: u64,
+}
+
+impl RunBudget {
+    /// What the mock served during the run in the budget's unit: requests that reached it
+    /// (a failed one counts as a request), input plus output tokens, or cost; `None` for an
+    /// unknown metric.
+    pub fn truth(&self, mock: &StatsSnapshot) -> Option<u64> {
+        match self.after.metric.as_str() {
+            "requests" => Some(mock.requests),
+            "tokens" => Some(mock.prompt_tokens + mock.completion_tokens),
+            "micros" => Some(mock.cost_micros),
+            _ => None,
+        }
+    }
+}
+
+/// The run's budget as the checks found it, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetVerdict {
+    /// The budget's id.
+    pub id: String,
+    /// What it counts.
+    pub metric: String,
+    /// Its limit.
+    pub limit: u64,
+    /// Settled before the run.
+    pub settled_before: u64,
+    /// Settled by the ledger during the run.
+    pub settled: u64,
+    /// What the mock served during the run, in the budget's unit.
+    pub truth: u64,
+    /// Spent in truth by the end: `settled_before + truth`.
+    pub spent: u64,
+    /// How far `spent` passed the limit (must be 0).
+    pub overspend: u64,
 }
 
 /// Every number the checks compare.
@@ -71,6 +128,9 @@ pub struct Books {
     pub projector: Option<ProjectorTotals>,
     /// The ledger's budgets, when a ledger admin URL was given.
     pub budgets: Option<Vec<BudgetBook>>,
+    /// The budget the run was measured against, when one was named.
+    #[serde(default)]
+    pub budget: Option<RunBudget>,
 }
 
 /// One invariant that does not hold.
@@ -89,6 +149,9 @@ pub struct CheckOutcome {
     pub checked: Vec<String>,
     /// The ones that failed; empty when the books balance.
     pub violations: Vec<Violation>,
+    /// The run's budget against the mock's ground truth, when one was named.
+    #[serde(default)]
+    pub budget: Option<BudgetVerdict>,
     /// The numbers compared.
     pub books: Books,
 }
@@ -171,29 +234,92 @@ pub fn check(books: &Books) -> CheckOutcome {
         for budget in budgets.iter().filter(|b| b.enforced) {
             let invariant = format!("budget_not_exceeded:{}", budget.id);
             c.checked.push(invariant.clone());
-            if budget.settled > budget.limit {
+            let spent = budget.settled.saturating_add(budget.overrun);
+            if spent > budget.limit {
                 c.violations.push(Violation {
                     invariant,
                     detail: format!(
-                        "budget {} settled {} over its limit {} (overspend {})",
+                        "budget {} settled {} with {} overrun over its limit {} (overspend {})",
                         budget.id,
                         budget.settled,
+                        budget.overrun,
                         budget.limit,
-                        budget.settled - budget.limit
+                        spent - budget.limit
                     ),
                 });
             }
         }
     }
+    let budget = books
+        .budget
+        .as_ref()
+        .map(|run| run_budget(&mut c, run, mock));
     CheckOutcome {
         checked: c.checked,
         violations: c.violations,
+        budget: budget.flatten(),
         books: books.clone(),
     }
 }
 
+/// The run's budget against the mock: within its limit in truth, and settled exactly.
+fn run_budget(c: &mut Checker, run: &RunBudget, mock: &StatsSnapshot) -> Option<BudgetVerdict> {
+    let id = &run.after.id;
+    let Some(truth) = run.truth(mock) else {
+        let invariant = format!("budget_truth:{id}");
+        c.checked.push(invariant.clone());
+        c.violations.push(Violation {
+            invariant,
+            detail: format!(
+                "budget {id} counts `{}`, which the mock's books do not know",
+                run.after.metric
+            ),
+        });
+        return None;
+    };
+    let settled = run.after.settled.saturating_sub(run.settled_before);
+    let spent = run.settled_before.saturating_add(truth);
+    let overspend = spent.saturating_sub(run.after.limit);
+    let invariant = format!("budget_no_overspend:{id}");
+    c.checked.push(invariant.clone());
+    if overspend > 0 {
+        c.violations.push(Violation {
+            invariant,
+            detail: format!(
+                "budget {id}: the mock served {truth} {} during the run on top of {} settled \
+                 before, {spent} against a limit of {} (overspend {overspend})",
+                run.after.metric, run.settled_before, run.after.limit
+            ),
+        });
+    }
+    c.equal(
+        &format!("budget_settled_exactly:{id}"),
+        &format!("{} charged to budget {id} during the run", run.after.metric),
+        ("the mock", truth),
+        ("the ledger", settled),
+    );
+    Some(BudgetVerdict {
+        id: id.clone(),
+        metric: run.after.metric.clone(),
+        limit: run.after.limit,
+        settled_before: run.settled_before,
+        settled,
+        truth,
+        spent,
+        overspend,
+    })
+}
+
 impl fmt::Display for CheckOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(b) = &self.budget {
+            writeln!(
+                f,
+                "budget {} ({}): limit {}, {} settled before the run; the mock served {} \
+                 during it and the ledger settled {}; spent {}, overspend {}",
+                b.id, b.metric, b.limit, b.settled_before, b.truth, b.settled, b.spent, b.overspend
+            )?;
+        }
         if self.passed() {
             writeln!(
                 f,
@@ -252,15 +378,39 @@ mod tests {
                     limit: 10_000,
                     settled: 9_900,
                     enforced: true,
+                    metric: "micros".to_owned(),
+                    overrun: 0,
                 },
                 BudgetBook {
                     id: "watch".to_owned(),
                     limit: 10,
                     settled: 9_900,
                     enforced: false,
+                    metric: "micros".to_owned(),
+                    overrun: 0,
                 },
             ]),
+            budget: None,
         }
+    }
+
+    /// The balanced books, measured against a requests budget of 100 that had settled 5
+    /// before the run: 92 requests reached the mock (90 served, 2 failed upstream), and
+    /// the ledger settled all 92.
+    fn with_run_budget() -> Books {
+        let mut books = balanced();
+        books.budget = Some(RunBudget {
+            after: BudgetBook {
+                id: "run".to_owned(),
+                limit: 100,
+                settled: 5 + 92,
+                enforced: true,
+                metric: "requests".to_owned(),
+                overrun: 0,
+            },
+            settled_before: 5,
+        });
+        books
     }
 
     #[test]
@@ -325,6 +475,100 @@ mod tests {
             outcome.violations[0].detail.contains("overspend 1"),
             "{outcome}"
         );
+    }
+
+    #[test]
+    fn an_overrun_counts_as_spend() {
+        let mut books = balanced();
+        let budgets = books.budgets.as_mut().unwrap_or_else(|| unreachable!());
+        budgets[0].overrun = 150;
+        let outcome = check(&books);
+        assert_eq!(outcome.violations.len(), 1);
+        assert!(
+            outcome.violations[0].detail.contains("overspend 50"),
+            "{outcome}"
+        );
+    }
+
+    #[test]
+    fn a_run_budget_within_its_limit_and_settled_exactly_passes() {
+        let outcome = check(&with_run_budget());
+        assert!(outcome.passed(), "{outcome}");
+        assert!(
+            outcome
+                .checked
+                .contains(&"budget_no_overspend:run".to_owned())
+        );
+        let verdict = outcome.budget.unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            (verdict.truth, verdict.spent, verdict.overspend),
+            (92, 97, 0)
+        );
+    }
+
+    #[test]
+    fn a_run_budget_the_mock_served_past_fails_with_the_overspend() {
+        // The ledger's books look fine (it settled exactly its limit), but the mock served
+        // 4 more requests than the budget allowed.
+        let mut books = with_run_budget();
+        books.projector = None;
+        books.mock.requests += 4;
+        books.mock.completed += 4;
+        books.client.ok += 4;
+        let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
+        run.after.settled = 100;
+        let outcome = check(&books);
+        let failed: Vec<&str> = outcome
+            .violations
+            .iter()
+            .map(|v| v.invariant.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            ["budget_no_overspend:run", "budget_settled_exactly:run"],
+            "{outcome}"
+        );
+        assert_eq!(outcome.budget.as_ref().map(|v| v.overspend), Some(1));
+        assert!(outcome.to_string().contains("(overspend 1)"), "{outcome}");
+    }
+
+    #[test]
+    fn a_run_budget_settled_short_of_the_truth_fails() {
+        let mut books = with_run_budget();
+        let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
+        run.after.settled -= 3;
+        let outcome = check(&books);
+        assert_eq!(outcome.violations.len(), 1, "{outcome}");
+        assert_eq!(
+            outcome.violations[0].invariant,
+            "budget_settled_exactly:run"
+        );
+        assert!(outcome.to_string().contains("off by -3"), "{outcome}");
+    }
+
+    #[test]
+    fn a_run_budget_in_tokens_or_micros_is_compared_in_its_unit() {
+        let mut books = with_run_budget();
+        let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
+        run.after.metric = "micros".to_owned();
+        run.after.limit = 10_000;
+        run.settled_before = 200;
+        // 90 answers at 110 µ$ = 9,900 µ$, on top of 200: 100 over the limit.
+        run.after.settled = 200 + 90 * 110;
+        let outcome = check(&books);
+        assert_eq!(outcome.budget.as_ref().map(|v| v.overspend), Some(100));
+        assert_eq!(outcome.violations.len(), 1, "{outcome}");
+
+        let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
+        run.after.metric = "tokens".to_owned();
+        run.after.limit = 1_000_000;
+        run.after.settled = 200 + 90 * 20;
+        assert!(check(&books).passed());
+
+        let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
+        run.after.metric = "minutes".to_owned();
+        let outcome = check(&books);
+        assert_eq!(outcome.violations[0].invariant, "budget_truth:run");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::books;
-use crate::check::{self, Books, CheckOutcome, ProjectorTotals};
+use crate::check::{self, Books, BudgetBook, CheckOutcome, ProjectorTotals, RunBudget};
 use crate::compare::CompareConfig;
 use crate::frontier::FrontierConfig;
 use crate::report::Report;
@@ -91,9 +91,11 @@ pub struct UpstreamArgs {
     /// Share of requests answered with an injected 429.
     #[arg(long, default_value = "0", value_parser = probability)]
     pub throttle_rate: f64,
-    /// Content chunks per stream (also the completion tokens of every response).
+    /// Completion tokens of an answer to a request without `max_tokens`, and the most any
+    /// answer has (a request's `max_tokens` lowers it); a stream sends one content chunk
+    /// per token. Prompt tokens are a quarter of the request's prompt text in bytes.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
-    pub stream_chunks: u32,
+    pub completion_tokens: u32,
     /// Pause between stream chunks.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub chunk_interval: Duration,
@@ -198,6 +200,12 @@ pub struct CheckArgs {
     /// Also check that no budget was exceeded (`GET /admin/v1/status`) at this root URL.
     #[arg(long, requires = "check")]
     pub ledger_admin: Option<String>,
+    /// A budget every request of the run counts against, and nothing else meanwhile, in a
+    /// window the run does not cross (e.g. `total`): checks that what the mock served, in
+    /// the budget's unit, stayed within its limit (zero overspend) and that the ledger
+    /// settled exactly that.
+    #[arg(long, requires = "ledger_admin")]
+    pub budget: Option<String>,
     /// How long to wait for the projector to fold the run's events.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub check_wait: Duration,
@@ -367,6 +375,17 @@ struct Before {
     mock: StatsSnapshot,
     /// The projector's range (Unix seconds) and its totals before the run.
     projector: Option<(i64, i64, ProjectorTotals)>,
+    /// What the run's budget had settled before the run.
+    budget_settled: Option<u64>,
+}
+
+/// Budget `id` among `budgets`, or an error naming the ones there are.
+fn find_budget(budgets: Vec<BudgetBook>, id: &str) -> anyhow::Result<BudgetBook> {
+    let known: Vec<String> = budgets.iter().map(|b| b.id.clone()).collect();
+    budgets
+        .into_iter()
+        .find(|b| b.id == id)
+        .with_context(|| format!("--budget {id}: the ledger has no such budget (it has {known:?})"))
 }
 
 fn unix_now() -> i64 {
@@ -397,10 +416,17 @@ impl Before {
             }
             None => None,
         };
+        let budget_settled = match (&args.ledger_admin, &args.budget) {
+            (Some(url), Some(id)) => {
+                Some(find_budget(books::budgets(&client, url).await?, id)?.settled)
+            }
+            _ => None,
+        };
         Ok(Some(Before {
             client,
             mock: stats,
             projector,
+            budget_settled,
         }))
     }
 
@@ -428,6 +454,31 @@ impl Before {
             }
             _ => None,
         };
+        let budget = match (&args.ledger_admin, &args.budget, self.budget_settled) {
+            (Some(url), Some(id), Some(before)) => {
+                // Edges send their charges in batches: poll until the ledger settled what
+                // the mock served and two readings agree, or the deadline passes.
+                let deadline = tokio::time::Instant::now() + args.check_wait;
+                let mut last = None;
+                loop {
+                    let after = find_budget(books::budgets(&self.client, url).await?, id)?;
+                    let run = RunBudget {
+                        after,
+                        settled_before: before,
+                    };
+                    let caught_up = run
+                        .truth(&mock)
+                        .is_some_and(|truth| run.after.settled.saturating_sub(before) >= truth);
+                    let settled = last.as_ref() == Some(&run) && caught_up;
+                    if settled || tokio::time::Instant::now() >= deadline {
+                        break Some(run);
+                    }
+                    last = Some(run);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            _ => None,
+        };
         let budgets = match &args.ledger_admin {
             Some(url) => Some(books::budgets(&self.client, url).await?),
             None => None,
@@ -437,6 +488,7 @@ impl Before {
             client: report.sent,
             projector,
             budgets,
+            budget,
         }))
     }
 }
@@ -448,7 +500,7 @@ impl UpstreamArgs {
             latency: self.latency.unwrap_or_default(),
             error_rate: self.error_rate,
             throttle_rate: self.throttle_rate,
-            stream_chunks: self.stream_chunks,
+            completion_tokens: self.completion_tokens,
             chunk_interval: self.chunk_interval,
             stall: self.stall_once,
             price: Price {

@@ -103,6 +103,8 @@ pub(crate) struct Tally {
     pub(crate) last_done: Option<Instant>,
     /// Every outcome, warm-up included (for the invariant checks).
     pub(crate) sent: ClientCounts,
+    /// Non-2xx answers by their error `code` (or `type`), warm-up included.
+    pub(crate) error_codes: BTreeMap<String, u64>,
 }
 
 /// Histograms hold microseconds from 1 µs to one hour at 3 significant digits.
@@ -127,6 +129,7 @@ impl Tally {
             transport_errors: 0,
             last_done: None,
             sent: ClientCounts::default(),
+            error_codes: BTreeMap::new(),
         }
     }
 
@@ -145,17 +148,50 @@ impl Tally {
         self.sent.upstream_errors += other.sent.upstream_errors;
         self.sent.refused += other.sent.refused;
         self.sent.transport_errors += other.sent.transport_errors;
+        for (code, n) in other.error_codes {
+            *self.error_codes.entry(code).or_default() += n;
+        }
     }
 
     /// Counts an outcome, measured or not.
-    fn count(&mut self, status: Result<u16, ()>) {
-        match status {
+    fn count(&mut self, outcome: &Outcome) {
+        if let Some(code) = &outcome.code {
+            *self.error_codes.entry(code.clone()).or_default() += 1;
+        }
+        match outcome.status {
             Ok(200..=299) => self.sent.ok += 1,
             Ok(500..) => self.sent.upstream_errors += 1,
             Ok(_) => self.sent.refused += 1,
             Err(()) => self.sent.transport_errors += 1,
         }
     }
+}
+
+/// The most of an error body read for its code.
+const ERROR_BODY_CAP: usize = 4096;
+
+/// The error code of a non-2xx body: `error.code`, else `error.type` (OpenAI and Anthropic
+/// shapes), else `unknown`.
+pub(crate) fn error_code(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Error,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+    }
+    let parsed: Option<Body> = serde_json::from_slice(body).ok();
+    let error = parsed.map(|b| b.error);
+    let code = error.as_ref().and_then(|e| match &e.code {
+        Some(serde_json::Value::String(code)) => Some(code.clone()),
+        _ => None,
+    });
+    code.or_else(|| error.and_then(|e| e.kind))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Shared, read-only context of a run's workers.
@@ -173,6 +209,8 @@ struct Shared {
 /// The outcome of one request.
 struct Outcome {
     status: Result<u16, ()>,
+    /// A non-2xx answer's error code.
+    code: Option<String>,
     streamed: bool,
     ttft: Option<Instant>,
     done: Instant,
@@ -201,6 +239,7 @@ impl Shared {
             Err(_) => {
                 return Outcome {
                     status: Err(()),
+                    code: None,
                     streamed,
                     ttft: None,
                     done: Instant::now(),
@@ -208,13 +247,19 @@ impl Shared {
             }
         };
         let status = response.status().as_u16();
+        let failed = !response.status().is_success();
         let mut ttft = None;
         let mut body = response.bytes_stream();
         let mut broken = false;
+        // A refusal's body, kept (up to a few KiB) to read its error code.
+        let mut error_body = Vec::new();
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) if !bytes.is_empty() => {
                     ttft.get_or_insert_with(Instant::now);
+                    if failed && error_body.len() < ERROR_BODY_CAP {
+                        error_body.extend_from_slice(&bytes);
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -225,6 +270,7 @@ impl Shared {
         }
         Outcome {
             status: if broken { Err(()) } else { Ok(status) },
+            code: failed.then(|| error_code(&error_body)),
             streamed,
             ttft,
             done: Instant::now(),
@@ -268,7 +314,7 @@ impl Shared {
             let intended = self.intended(index, rate);
             let sent = Instant::now();
             let outcome = self.send(index).await;
-            tally.count(outcome.status);
+            tally.count(&outcome);
             if intended >= self.measure_from {
                 self.record(&mut tally, intended, sent, outcome);
             }
@@ -286,7 +332,7 @@ impl Shared {
             }
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             let outcome = self.send(index).await;
-            tally.count(outcome.status);
+            tally.count(&outcome);
             if sent >= self.measure_from {
                 self.record(&mut tally, sent, sent, outcome);
             }
@@ -395,4 +441,20 @@ pub(crate) async fn execute(config: &RunConfig) -> anyhow::Result<(Tally, Durati
         t.saturating_duration_since(shared.measure_from)
     });
     Ok((total, elapsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_code;
+
+    #[test]
+    fn error_codes_are_read_from_openai_and_anthropic_bodies() {
+        let budget = br#"{"error":{"message":"m","type":"insufficient_quota","param":null,"code":"budget_exceeded"}}"#;
+        assert_eq!(error_code(budget), "budget_exceeded");
+        let no_code = br#"{"error":{"message":"m","type":"server_error","code":null}}"#;
+        assert_eq!(error_code(no_code), "server_error");
+        let anthropic = br#"{"type":"error","error":{"type":"rate_limit_error","message":"m"}}"#;
+        assert_eq!(error_code(anthropic), "rate_limit_error");
+        assert_eq!(error_code(b"<html>bad gateway</html>"), "unknown");
+    }
 }

@@ -78,6 +78,10 @@ pub struct Report {
     pub ttft: Option<Summary>,
     /// Every request's outcome, warm-up included (what the invariant checks compare).
     pub sent: ClientCounts,
+    /// Non-2xx answers by error code (`budget_exceeded`, `rate_limit_exceeded`, ...),
+    /// warm-up included.
+    #[serde(default)]
+    pub error_codes: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -104,6 +108,7 @@ impl Report {
             service_time: Summary::of(&tally.service),
             ttft: config.scenario.streams().then(|| Summary::of(&tally.ttft)),
             sent: tally.sent,
+            error_codes: tally.error_codes.clone(),
         }
     }
 
@@ -166,6 +171,9 @@ impl fmt::Display for Report {
         )?;
         for (status, n) in &self.status_errors {
             writeln!(f, "  HTTP {status}: {n}")?;
+        }
+        for (code, n) in &self.error_codes {
+            writeln!(f, "  code {code}: {n} (warm-up included)")?;
         }
         if self.transport_errors > 0 {
             writeln!(f, "  transport errors: {}", self.transport_errors)?;

@@ -13,7 +13,7 @@ use floodgate_loadtest::frontier::{FrontierConfig, search};
 use floodgate_loadtest::load::{Mode, RunConfig, run};
 use floodgate_loadtest::scenario::Scenario;
 use floodgate_loadtest::spec::{Latency, Stall};
-use floodgate_loadtest::upstream::{PROMPT_TOKENS, Price, StatsSnapshot, Upstream, UpstreamConfig};
+use floodgate_loadtest::upstream::{Price, StatsSnapshot, Upstream, UpstreamConfig};
 
 /// Starts the mock on `127.0.0.1:0`; it stops when the test's runtime ends.
 async fn start_upstream(config: UpstreamConfig) -> (Arc<Upstream>, SocketAddr) {
@@ -113,7 +113,9 @@ async fn stats_endpoint_counts_what_was_served() {
     assert_eq!(stats.injected_429, status(429));
     assert_eq!(stats.injected_500, status(500));
     assert!(stats.injected_429 + stats.injected_500 > 0, "{stats:?}");
-    assert_eq!(stats.prompt_tokens, report.ok * PROMPT_TOKENS);
+    // `Scenario::single` sends 8 tokens of prompt text ("tok " × 8) and no `max_tokens`,
+    // so every answer has the mock's default 8 completion tokens.
+    assert_eq!(stats.prompt_tokens, report.ok * 8);
     assert_eq!(stats.completion_tokens, report.ok * 8);
     assert_eq!(report.ttft.map(|t| t.count), Some(report.ok));
 }
@@ -123,7 +125,7 @@ async fn stats_endpoint_counts_what_was_served() {
 #[tokio::test]
 async fn responses_follow_the_openai_wire_format() {
     let (_upstream, addr) = start_upstream(UpstreamConfig {
-        stream_chunks: 3,
+        completion_tokens: 3,
         ..UpstreamConfig::default()
     })
     .await;
@@ -157,7 +159,8 @@ async fn responses_follow_the_openai_wire_format() {
     let chunk = |i: usize| serde_json::from_str::<serde_json::Value>(frames[i]).unwrap();
     assert_eq!(chunk(0)["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunk(3)["choices"][0]["finish_reason"], "stop");
-    assert_eq!(chunk(4)["usage"]["total_tokens"], PROMPT_TOKENS + 3);
+    // No prompt text: one prompt token; no `max_tokens`: the default 3.
+    assert_eq!(chunk(4)["usage"]["total_tokens"], 1 + 3);
     assert_eq!(frames[5], "[DONE]");
 
     let without_usage = sse(r#","stream":true"#).await;
@@ -227,7 +230,7 @@ async fn requests_round_robin_over_urls() {
 #[tokio::test]
 async fn the_mock_speaks_completions_embeddings_and_anthropic_messages() {
     let (upstream, addr) = start_upstream(UpstreamConfig {
-        stream_chunks: 2,
+        completion_tokens: 2,
         price: Price {
             input_usd_per_mtok: 1.0,
             output_usd_per_mtok: 2.0,
@@ -271,7 +274,7 @@ async fn the_mock_speaks_completions_embeddings_and_anthropic_messages() {
         .await
         .unwrap();
     assert_eq!(embedding["data"][0]["object"], "embedding");
-    assert_eq!(embedding["usage"]["prompt_tokens"], PROMPT_TOKENS);
+    assert_eq!(embedding["usage"]["prompt_tokens"], 1);
 
     let message: serde_json::Value =
         post("/messages", r#"{"model":"c","max_tokens":5,"messages":[]}"#)
@@ -311,11 +314,12 @@ async fn the_mock_speaks_completions_embeddings_and_anthropic_messages() {
 
     let stats = upstream.stats();
     assert_eq!((stats.requests, stats.completed, stats.streams), (5, 5, 2));
-    // Four answers with 2 output tokens, one embedding with none.
-    assert_eq!(stats.prompt_tokens, 5 * PROMPT_TOKENS);
+    // Every prompt is under 4 bytes of text (one token). Four answers with 2 output tokens
+    // (the cap: the messages asked for 5), one embedding with none.
+    assert_eq!(stats.prompt_tokens, 5);
     assert_eq!(stats.completion_tokens, 8);
-    // Per answer: 12 × $1 + 2 × $2 per Mtok = 16 µ$; the embedding 12 µ$.
-    assert_eq!(stats.cost_micros, 4 * 16 + 12);
+    // Per answer: 1 × $1 + 2 × $2 per Mtok = 5 µ$; the embedding 1 µ$.
+    assert_eq!(stats.cost_micros, 4 * 5 + 1);
 }
 
 /// A scenario mixes APIs: every request lands on the path of its kind, streamed ones record
@@ -344,6 +348,58 @@ async fn a_scenario_mix_reaches_every_api() {
     let ttft = report.ttft.unwrap();
     assert_eq!(ttft.count, stats.streams, "{report:?}");
     assert!(stats.streams > 0 && stats.streams < report.ok, "{stats:?}");
+}
+
+/// The mock's books follow each request: prompt tokens from its prompt's size (a 2 KB
+/// prompt is 512 tokens), completion tokens from its `max_tokens` up to the mock's cap,
+/// and the cost from both; recomputed here request by request from the scenario's
+/// deterministic mix, they equal what `GET /__stats` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_follow_prompt_size_and_max_tokens() {
+    let price = Price {
+        input_usd_per_mtok: 2.5,
+        output_usd_per_mtok: 10.0,
+    };
+    let (upstream, addr) = start_upstream(UpstreamConfig {
+        completion_tokens: 16,
+        price,
+        ..UpstreamConfig::default()
+    })
+    .await;
+    let scenario = Scenario::parse(
+        "requests:
+  - { api: chat, model: chat, prompt_tokens: 512, max_tokens: 4, stream: 0.5 }
+  - { api: chat, model: chat, prompt_tokens: 3 }
+  - { api: messages, model: claude, prompt_tokens: 40, max_tokens: 100, stream: 1.0 }
+  - { api: embeddings, model: embed, prompt_tokens: 64 }
+",
+        false,
+        "tokens.yaml",
+    )
+    .unwrap();
+    // (prompt, completion) per kind: max_tokens 100 is capped at 16, no max_tokens is 16.
+    let expected = [(512, 4), (3, 16), (40, 16), (64, 0)];
+    let mut config = open_loop(addr, 200.0, 4, Duration::from_millis(500));
+    config.scenario = Arc::new(scenario.clone());
+    let report = run(config).await.unwrap();
+    assert_eq!(report.errors(), 0, "{report:?}");
+    let (mut prompt, mut completion, mut cost) = (0, 0, 0);
+    for index in 0..report.requests {
+        let (p, c) = expected[scenario.pick(index).0];
+        prompt += p;
+        completion += c;
+        cost += price.cost_micros(p, c);
+    }
+    let stats = upstream.stats();
+    assert_eq!(stats.completed, report.requests);
+    assert_eq!(
+        (
+            stats.prompt_tokens,
+            stats.completion_tokens,
+            stats.cost_micros
+        ),
+        (prompt, completion, cost)
+    );
 }
 
 /// The frontier on a mock of known capacity: 4 requests at a time, 100 ms each, is at most

@@ -122,9 +122,9 @@ pub async fn invoke(
     let policy = &endpoint.routing.retry;
     let subject = quota::subject(&endpoint.name, key.as_deref());
     let quota = RequestQuota::new(gateway.quotas(), &runtime.config.budgets, &subject);
-    if stream {
-        accounting.estimate_input(estimate_input_tokens(&body));
-    }
+    // The input recorded if a stream is cut before the provider reports usage; set only
+    // when an attempt is sent, so a request refused first (a budget) records no tokens.
+    let input_estimate = stream.then(|| estimate_input_tokens(&body));
 
     routing.budget.deposit();
     let order = plan(&endpoint, routing, sticky_key.as_deref());
@@ -198,6 +198,9 @@ pub async fn invoke(
             set_output_limit(op, limit, &mut request_body);
         }
         let in_flight = health.begin(claimed == Availability::Probe);
+        if let Some(tokens) = input_estimate {
+            accounting.estimate_input(tokens);
+        }
         accounting.upstream_begins(index, target, stream);
         let started = Instant::now();
         let result = call(

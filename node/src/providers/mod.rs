@@ -7,8 +7,11 @@
 //!
 //! Every network call goes out on the pooled client for the call's connect timeout
 //! ([`ProviderRequest::client`]), so a target's own `timeouts.connect` applies to it.
+//!
+//! [`anthropic`] is public so the request path's benchmarks (`node/benches/hot_path.rs`)
+//! can call its translations directly.
 
-mod anthropic;
+pub mod anthropic;
 mod bedrock;
 mod cohere;
 mod error;

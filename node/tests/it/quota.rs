@@ -278,6 +278,45 @@ async fn quota_usd_budget_holds_across_three_edges() {
     assert_eq!(settled, spent, "the ledger charged exactly what was spent");
 }
 
+/// A streamed request the budget refuses never reached a provider, so its usage record
+/// carries no tokens (the input estimate is only for streams cut after they were sent).
+#[tokio::test]
+async fn quota_a_refused_stream_records_no_tokens() {
+    let ledger = Ledger::start().await;
+    let spec = budget("one", Metric::Requests, 1, Window::Month);
+    ledger.propose(Command::PutBudget(spec.clone())).await;
+    let upstream = Upstream::start().await;
+    let shared: Arc<dyn QuotaLedger> = Arc::new(ledger.handle().clone());
+    let edges = edges(shared, &upstream, std::slice::from_ref(&spec)).await;
+    let (gateway, _) = &edges[0];
+    let http = client();
+    let url = gateway.url("/v1/chat/completions");
+    let served = send(http.post(&url).json(&chat_body())).await;
+    assert_eq!(served.status, 200, "{}", served.text);
+    let mut streamed = chat_body();
+    streamed["stream"] = json!(true);
+    let refused = send(http.post(&url).json(&streamed)).await;
+    assert_refused(&refused, "budget_exceeded", 1);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "the refused stream never reached the upstream"
+    );
+
+    let records = gateway.usage.all();
+    let record = records
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the refusal's usage record");
+    assert_eq!(
+        (record.usage.input_tokens, record.usage.output_tokens),
+        (0, 0),
+        "{record:?}"
+    );
+    assert_eq!(record.cost_micros, Some(0));
+    close_all(&edges).await;
+}
+
 #[tokio::test]
 async fn quota_requests_per_minute_hold_across_three_edges() {
     // Keep the burst inside one minute window.

@@ -2,14 +2,18 @@
 //! embeddings wire formats (`POST /v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`) and Anthropic's Messages (`POST /v1/messages`), as JSON or SSE in each
 //! API's real framing, and keeping the ground truth of what it served, tokens and cost
-//! included (`GET /__stats`). It must stay much cheaper than the gateway it is used to
-//! measure: every response body is built once at start-up and cloned (a reference count)
-//! per request; the only per-request work is parsing the fields that choose the response
-//! shape. An optional concurrency limit gives it a known capacity (for the frontier's test).
-//! Waits (latency, chunk interval, stall) use tokio's timer, whose resolution is 1 ms: a
-//! `fixed:2ms` latency is served in 2–3 ms.
+//! included (`GET /__stats`). An answer's tokens follow the request ([`request`]): prompt
+//! tokens from the size of its prompt text, completion tokens from its `max_tokens`, capped
+//! by `completion_tokens`. It must stay much cheaper than the gateway it is used to measure:
+//! the parts of every body that never change are built once at start-up ([`wire`]), the
+//! rest is written per request without a JSON tree. An optional concurrency limit gives it
+//! a known capacity (for the frontier's test). Waits (latency, chunk interval, stall) use
+//! tokio's timer, whose resolution is 1 ms: a `fixed:2ms` latency is served in 2–3 ms.
 //!
 //! Owns no state besides its counters; it never calls out to anything.
+
+pub mod request;
+mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,10 +36,8 @@ use tokio::time::Instant;
 
 use crate::scenario::Api;
 use crate::spec::{Latency, Stall};
-
-/// Prompt tokens the mock reports for every request (the body is not tokenised: constant
-/// counts keep the books trivially checkable and the mock cheap).
-pub const PROMPT_TOKENS: u64 = 12;
+use request::Asked;
+use wire::Wire;
 
 /// What the mock upstream does.
 #[derive(Debug, Clone)]
@@ -46,8 +48,9 @@ pub struct UpstreamConfig {
     pub error_rate: f64,
     /// Share of requests answered `429` at once.
     pub throttle_rate: f64,
-    /// Content chunks per stream; also the completion tokens of every response.
-    pub stream_chunks: u32,
+    /// Completion tokens of an answer to a request without `max_tokens`, and the most any
+    /// answer has; a stream sends one content chunk per completion token.
+    pub completion_tokens: u32,
     /// Pause between two stream chunks.
     pub chunk_interval: Duration,
     /// An optional one-off stall (used to test coordinated-omission correction).
@@ -64,7 +67,7 @@ impl Default for UpstreamConfig {
             latency: Latency::Zero,
             error_rate: 0.0,
             throttle_rate: 0.0,
-            stream_chunks: 8,
+            completion_tokens: 8,
             chunk_interval: Duration::ZERO,
             stall: None,
             price: Price::default(),
@@ -130,185 +133,6 @@ impl Price {
     }
 }
 
-/// The bodies of one wire format, built once.
-#[derive(Debug)]
-struct Wire {
-    json: Bytes,
-    /// Everything up to and including the first content chunk, sent at once.
-    opening: Bytes,
-    /// One later content chunk.
-    chunk: Bytes,
-    /// Finish, usage and end frames when the client asked for usage (always, Anthropic).
-    closing_with_usage: Bytes,
-    /// Finish and end frames without usage.
-    closing: Bytes,
-    error_429: Bytes,
-    error_500: Bytes,
-    /// Completion tokens reported per answer (0 for embeddings).
-    completion_tokens: u64,
-    /// Cost of one answer at the configured price.
-    cost_micros: u64,
-}
-
-fn sse(value: &serde_json::Value) -> String {
-    format!("data: {value}\n\n")
-}
-
-fn event(name: &str, value: &serde_json::Value) -> String {
-    format!("event: {name}\ndata: {value}\n\n")
-}
-
-fn openai_error(kind: &str, message: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"error": {"message": message, "type": kind, "code": null}}).to_string(),
-    )
-}
-
-impl Wire {
-    /// OpenAI chat completions or legacy completions (`chat` false).
-    fn openai(chat: bool, chunks: u32, price: Price) -> Wire {
-        let completion = u64::from(chunks);
-        let usage = serde_json::json!({
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": completion,
-            "total_tokens": PROMPT_TOKENS + completion,
-        });
-        let text = "tok ".repeat(chunks as usize);
-        let (object, chunk_object) = if chat {
-            ("chat.completion", "chat.completion.chunk")
-        } else {
-            ("text_completion", "text_completion")
-        };
-        let choice = if chat {
-            serde_json::json!({"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text}})
-        } else {
-            serde_json::json!({"index": 0, "finish_reason": "stop", "text": text})
-        };
-        let json = serde_json::json!({
-            "id": "mock-1", "object": object, "created": 0, "model": "mock",
-            "choices": [choice], "usage": usage,
-        });
-        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-            let choice = if chat {
-                serde_json::json!({"index": 0, "delta": delta, "finish_reason": finish})
-            } else {
-                let text = delta.get("content").cloned().unwrap_or_else(|| "".into());
-                serde_json::json!({"index": 0, "text": text, "finish_reason": finish})
-            };
-            sse(&serde_json::json!({
-                "id": "mock-1", "object": chunk_object, "created": 0, "model": "mock",
-                "choices": [choice],
-            }))
-        };
-        let finish = chunk(serde_json::json!({}), Some("stop"));
-        let usage_chunk = sse(&serde_json::json!({
-            "id": "mock-1", "object": chunk_object, "created": 0,
-            "model": "mock", "choices": [], "usage": usage,
-        }));
-        let done = "data: [DONE]\n\n";
-        Wire {
-            json: Bytes::from(json.to_string()),
-            opening: Bytes::from(chunk(
-                serde_json::json!({"role": "assistant", "content": "tok "}),
-                None,
-            )),
-            chunk: Bytes::from(chunk(serde_json::json!({"content": "tok "}), None)),
-            closing_with_usage: Bytes::from(format!("{finish}{usage_chunk}{done}")),
-            closing: Bytes::from(format!("{finish}{done}")),
-            error_429: openai_error("rate_limit_error", "injected rate limit"),
-            error_500: openai_error("server_error", "injected server error"),
-            completion_tokens: completion,
-            cost_micros: price.cost_micros(PROMPT_TOKENS, completion),
-        }
-    }
-
-    /// OpenAI embeddings: one small vector, prompt tokens only, never streamed.
-    fn embeddings(price: Price) -> Wire {
-        let json = serde_json::json!({
-            "object": "list", "model": "mock",
-            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.25, 0.5, 0.75]}],
-            "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
-        });
-        Wire {
-            json: Bytes::from(json.to_string()),
-            opening: Bytes::new(),
-            chunk: Bytes::new(),
-            closing_with_usage: Bytes::new(),
-            closing: Bytes::new(),
-            error_429: openai_error("rate_limit_error", "injected rate limit"),
-            error_500: openai_error("server_error", "injected server error"),
-            completion_tokens: 0,
-            cost_micros: price.cost_micros(PROMPT_TOKENS, 0),
-        }
-    }
-
-    /// Anthropic Messages, with its named SSE events.
-    fn anthropic(chunks: u32, price: Price) -> Wire {
-        let completion = u64::from(chunks);
-        let json = serde_json::json!({
-            "id": "msg_mock", "type": "message", "role": "assistant", "model": "mock",
-            "content": [{"type": "text", "text": "tok ".repeat(chunks as usize)}],
-            "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": completion},
-        });
-        let delta = event(
-            "content_block_delta",
-            &serde_json::json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": "tok "}}),
-        );
-        let opening = [
-            event(
-                "message_start",
-                &serde_json::json!({"type": "message_start", "message": {
-                    "id": "msg_mock", "type": "message", "role": "assistant", "model": "mock",
-                    "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}}),
-            ),
-            event(
-                "content_block_start",
-                &serde_json::json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
-            ),
-            event("ping", &serde_json::json!({"type": "ping"})),
-            delta.clone(),
-        ]
-        .concat();
-        let closing = [
-            event(
-                "content_block_stop",
-                &serde_json::json!({"type": "content_block_stop", "index": 0}),
-            ),
-            event(
-                "message_delta",
-                &serde_json::json!({"type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                    "usage": {"output_tokens": completion}}),
-            ),
-            event("message_stop", &serde_json::json!({"type": "message_stop"})),
-        ]
-        .concat();
-        let error = |kind: &str, message: &str| {
-            Bytes::from(
-                serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
-                    .to_string(),
-            )
-        };
-        let closing = Bytes::from(closing);
-        Wire {
-            json: Bytes::from(json.to_string()),
-            opening: Bytes::from(opening),
-            chunk: Bytes::from(delta),
-            closing_with_usage: closing.clone(),
-            closing,
-            error_429: error("rate_limit_error", "injected rate limit"),
-            error_500: error("api_error", "injected server error"),
-            completion_tokens: completion,
-            cost_micros: price.cost_micros(PROMPT_TOKENS, completion),
-        }
-    }
-}
-
 /// The four wire formats' bodies.
 #[derive(Debug)]
 struct Bodies {
@@ -319,12 +143,12 @@ struct Bodies {
 }
 
 impl Bodies {
-    fn build(chunks: u32, price: Price) -> Bodies {
+    fn build() -> Bodies {
         Bodies {
-            chat: Wire::openai(true, chunks, price),
-            completions: Wire::openai(false, chunks, price),
-            embeddings: Wire::embeddings(price),
-            messages: Wire::anthropic(chunks, price),
+            chat: Wire::new(Api::Chat),
+            completions: Wire::new(Api::Completions),
+            embeddings: Wire::new(Api::Embeddings),
+            messages: Wire::new(Api::Messages),
         }
     }
 
@@ -352,7 +176,7 @@ impl Upstream {
     /// Builds the mock (and all its response bodies) from a configuration.
     pub fn new(config: UpstreamConfig) -> Arc<Upstream> {
         Arc::new(Upstream {
-            bodies: Bodies::build(config.stream_chunks.max(1), config.price),
+            bodies: Bodies::build(),
             slots: config
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
@@ -429,21 +253,6 @@ impl Upstream {
     }
 }
 
-/// The request fields that choose the response shape; everything else is skipped.
-#[derive(Deserialize)]
-struct ShapeRequest {
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
 async fn stats(State(up): State<Arc<Upstream>>) -> Response {
     axum::Json(up.stats()).into_response()
 }
@@ -456,7 +265,8 @@ async fn answer(State(up): State<Arc<Upstream>>, api: Api, body: Bytes) -> Respo
     let arrived = Instant::now();
     let stats = &up.stats;
     stats.requests.fetch_add(1, Ordering::Relaxed);
-    let Ok(request) = serde_json::from_slice::<ShapeRequest>(&body) else {
+    let config = &up.config;
+    let Ok(asked) = Asked::parse(api, &body, config.completion_tokens) else {
         stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -472,36 +282,36 @@ async fn answer(State(up): State<Arc<Upstream>>, api: Api, body: Bytes) -> Respo
     };
     up.stall(arrived).await;
 
-    let config = &up.config;
     let wire = up.bodies.of(api);
     if config.throttle_rate > 0.0 && fastrand::f64() < config.throttle_rate {
         stats.injected_429.fetch_add(1, Ordering::Relaxed);
-        return json_response(StatusCode::TOO_MANY_REQUESTS, wire.error_429.clone());
+        return json_response(StatusCode::TOO_MANY_REQUESTS, wire.error_429());
     }
     if config.error_rate > 0.0 && fastrand::f64() < config.error_rate {
         stats.injected_500.fetch_add(1, Ordering::Relaxed);
-        return json_response(StatusCode::INTERNAL_SERVER_ERROR, wire.error_500.clone());
+        return json_response(StatusCode::INTERNAL_SERVER_ERROR, wire.error_500());
     }
     let wait = config.latency.sample();
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
+    let tokens = asked.tokens;
     stats.completed.fetch_add(1, Ordering::Relaxed);
     stats
         .prompt_tokens
-        .fetch_add(PROMPT_TOKENS, Ordering::Relaxed);
+        .fetch_add(tokens.prompt, Ordering::Relaxed);
     stats
         .completion_tokens
-        .fetch_add(wire.completion_tokens, Ordering::Relaxed);
-    stats
-        .cost_micros
-        .fetch_add(wire.cost_micros, Ordering::Relaxed);
-    if !request.stream || api == Api::Embeddings {
-        return json_response(StatusCode::OK, wire.json.clone());
+        .fetch_add(tokens.completion, Ordering::Relaxed);
+    stats.cost_micros.fetch_add(
+        config.price.cost_micros(tokens.prompt, tokens.completion),
+        Ordering::Relaxed,
+    );
+    if !asked.stream {
+        return json_response(StatusCode::OK, wire.json(tokens));
     }
     stats.streams.fetch_add(1, Ordering::Relaxed);
-    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let body = Body::from_stream(frames(Arc::clone(&up), api, include_usage, permit));
+    let body = Body::from_stream(frames(Arc::clone(&up), api, asked, permit));
     (
         StatusCode::OK,
         [
@@ -514,33 +324,31 @@ async fn answer(State(up): State<Arc<Upstream>>, api: Api, body: Bytes) -> Respo
 }
 
 /// The SSE frames of one stream: the opening (for Anthropic its `message_start`,
-/// `content_block_start` and `ping` events) with the first content chunk, N − 1 more chunks
-/// paced by the chunk interval, then the closing frames (finish, usage if asked for, end).
-/// The concurrency slot, if any, is held until the stream ends.
+/// `content_block_start` and `ping` events) with the first content chunk, one more chunk
+/// per further completion token, paced by the chunk interval, then the closing frames
+/// (finish, usage if asked for, end). The concurrency slot, if any, is held until the
+/// stream ends.
 fn frames(
     up: Arc<Upstream>,
     api: Api,
-    include_usage: bool,
+    asked: Asked,
     permit: Option<OwnedSemaphorePermit>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let chunks = up.config.stream_chunks.max(1);
-    futures::stream::unfold((0u32, permit), move |(step, permit)| {
+    let tokens = asked.tokens;
+    let chunks = tokens.completion.max(1);
+    futures::stream::unfold((0u64, permit), move |(step, permit)| {
         let up = Arc::clone(&up);
         async move {
             let wire = up.bodies.of(api);
             let frame = if step == 0 {
-                wire.opening.clone()
+                wire.opening(tokens)
             } else if step < chunks {
                 if !up.config.chunk_interval.is_zero() {
                     tokio::time::sleep(up.config.chunk_interval).await;
                 }
-                wire.chunk.clone()
+                wire.chunk()
             } else if step == chunks {
-                if include_usage {
-                    wire.closing_with_usage.clone()
-                } else {
-                    wire.closing.clone()
-                }
+                wire.closing(tokens, asked.include_usage)
             } else {
                 return None;
             };
