@@ -150,17 +150,12 @@ fn context() -> RequestContext {
         request_id: Arc::from("0193f1c2-bench"),
         started: Instant::now(),
         started_at: SystemTime::now(),
-        trace_id: None,
+        trace_id: Arc::from("4bf92f3577b34da6a3ce929d0e0e4736"),
     }
 }
 
 fn open(runtime: &Runtime, sink: &Arc<dyn UsageSink>) -> Accounting {
-    Accounting::open(
-        sink.clone(),
-        runtime.config.prices.clone(),
-        &context(),
-        RouteKind::Unified,
-    )
+    Accounting::open(sink.clone(), runtime, &context(), RouteKind::Unified)
 }
 
 fn request(c: &mut Criterion) {
