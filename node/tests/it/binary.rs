@@ -869,28 +869,25 @@ async fn a_short_harness_run_against_dev_balances_its_books() {
     let usage = node
         .logged_address("usage query API listening", "http")
         .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let stats: Value = client()
-            .get(format!("http://{usage}/usage/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let folded = stats["folded"].as_u64().unwrap();
-        assert!(folded <= sent, "more events than requests: {stats}");
-        if folded == sent {
-            assert_eq!(stats["skipped"], 0, "{stats}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the projector folded {folded} of {sent}: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stats = eventually(
+        &format!("the projector to fold all {sent} requests"),
+        DEADLINE,
+        || async move {
+            let stats: Value = client()
+                .get(format!("http://{usage}/usage/v1/stats"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let folded = stats["folded"].as_u64().unwrap();
+            assert!(folded <= sent, "more events than requests: {stats}");
+            (folded == sent).then_some(stats)
+        },
+    )
+    .await;
+    assert_eq!(stats["skipped"], 0, "{stats}");
     node.terminate();
     assert!(node.exited().await.success());
 }
