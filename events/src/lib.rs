@@ -8,7 +8,7 @@
 //! Module map:
 //!
 //! * [`envelope`] — the wire form: `EventEnvelope { version: 1, event }`.
-//! * [`spool`] — the edge's sled spool with group commit ([`Spool`], [`FlushPolicy`]).
+//! * [`spool`] — the edge's segment-file spool with group commit ([`Spool`], [`FlushPolicy`]).
 //! * [`publish`] — the [`EventLog`] trait, JetStream's implementation and the
 //!   [`Publisher`] that drains the spool.
 //! * [`stream`] — connecting to NATS and creating or updating the stream `FLOODGATE_USAGE`.

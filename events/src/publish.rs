@@ -184,8 +184,8 @@ impl<L: EventLog> Publisher<L> {
                 () = stop.cancelled() => return,
             };
             if published.acked > 0 {
-                let keys: Vec<u64> = batch[..published.acked].iter().map(|e| e.key).collect();
-                if let Err(error) = self.spool.remove(&keys) {
+                let through = batch[published.acked - 1].key;
+                if let Err(error) = self.spool.ack(through) {
                     tracing::error!(%error, "cannot remove published events from the usage spool");
                 }
                 self.stats

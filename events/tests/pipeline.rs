@@ -123,7 +123,7 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
         let want: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, want, "drained in append order");
         assert_eq!(envelope::decode(&read[7].payload).unwrap(), events[7]);
-        spool.remove(&[read[0].key, read[1].key]).unwrap();
+        spool.ack(read[1].key).unwrap();
         assert!(spool.stats().oldest_age.is_some());
         stop.cancel();
         writer.await.unwrap();
@@ -206,10 +206,36 @@ async fn durable_never_resolves_before_the_callers_own_event_is_written() {
     assert_eq!(stored, ids);
 }
 
+/// The one segment file in a spool directory.
+fn only_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let segments: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    segments[0].clone()
+}
+
+/// Where each record of a segment starts (a record is a 16-byte header, its body length
+/// first, then the body).
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at + 16 <= bytes.len() {
+        starts.push(at);
+        at += 16 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    starts
+}
+
+/// A flipped byte in one record and a torn last record: the records around them are read
+/// in order, their bytes are parked (once), the depth lets go of the lost keys as the
+/// publisher passes them, and the spool goes on past them into a new segment.
 #[tokio::test]
-async fn an_unreadable_spool_entry_is_parked_and_does_not_block_the_rest() {
+async fn damaged_spool_bytes_are_parked_and_do_not_block_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let events: Vec<UsageEvent> = (0..3).map(event).collect();
+    let events: Vec<UsageEvent> = (0..4).map(event).collect();
     {
         let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
         let stop = CancellationToken::new();
@@ -223,24 +249,99 @@ async fn an_unreadable_spool_entry_is_parked_and_does_not_block_the_rest() {
         stop.cancel();
         writer.await.unwrap();
     }
-    {
-        // Damage the middle entry, as a torn write would.
-        let db = once_unlocked(|| sled::open(dir.path()));
-        db.open_tree("spool")
-            .unwrap()
-            .insert(2u64.to_be_bytes(), &b"\x01"[..])
-            .unwrap();
-        db.flush().unwrap();
-    }
-    let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 100));
-    assert_eq!(spool.stats().depth, 3);
+    let segment = only_segment(dir.path());
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let starts = record_starts(&bytes);
+    assert_eq!(starts.len(), 4);
+    // A flipped byte in the second event's body, and the fourth cut short.
+    bytes[starts[1] + 30] ^= 0xff;
+    bytes.truncate(starts[3] + 20);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+    assert_eq!(
+        spool.stats().depth,
+        3,
+        "keys 1 to 3; the torn fourth never was"
+    );
     let read = spool.peek(10).unwrap();
     let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
     assert_eq!(
         ids,
         [events[0].event_id.as_str(), events[2].event_id.as_str()]
     );
-    assert_eq!(spool.stats().depth, 2);
+    let parked = || {
+        std::fs::read_dir(dir.path().join("parked"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(parked(), 2, "the damaged record and the torn tail");
+    spool.ack(read[1].key).unwrap();
+    assert_eq!(
+        spool.stats().depth,
+        0,
+        "the lost key went with the acknowledgement"
+    );
+
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let late = event(9);
+    spool.append(&late);
+    tokio::time::timeout(DEADLINE, spool.durable())
+        .await
+        .unwrap();
+    let read = spool.peek(10).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].key, read[0].event_id.as_str()),
+        (4, late.event_id.as_str())
+    );
+    assert_eq!(parked(), 2, "parked once");
+    assert!(!segment.exists(), "the damaged segment is gone once passed");
+    spool.ack(4).unwrap();
+    assert_eq!(
+        spool.stats(),
+        floodgate_events::spool::SpoolStats {
+            depth: 0,
+            oldest_age: None,
+            cap: 100
+        }
+    );
+    stop.cancel();
+    writer.await.unwrap();
+}
+
+/// An edge upgraded from a version that spooled in sled publishes what it left behind,
+/// under the same keys, and removes sled's files.
+#[tokio::test]
+async fn a_sled_spool_from_an_earlier_version_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<UsageEvent> = (0..3).map(event).collect();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("spool").unwrap();
+        for (i, event) in events.iter().enumerate() {
+            // The sled spool's value: appended-at ms, id length, id, envelope (big-endian).
+            let mut value = 1_700_000_000_000u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&(event.event_id.len() as u16).to_be_bytes());
+            value.extend_from_slice(event.event_id.as_bytes());
+            value.extend_from_slice(&envelope::encode(event));
+            tree.insert((i as u64 + 5).to_be_bytes(), value).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 100));
+    assert!(!dir.path().join("db").exists() && !dir.path().join("conf").exists());
+    assert_eq!(spool.stats().depth, 3);
+    let read = spool.peek(10).unwrap();
+    let keys: Vec<u64> = read.iter().map(|s| s.key).collect();
+    assert_eq!(keys, [5, 6, 7]);
+    assert_eq!(envelope::decode(&read[2].payload).unwrap(), events[2]);
+    let age = spool.stats().oldest_age.unwrap();
+    assert!(
+        age > Duration::from_secs(3600),
+        "the old append time is kept: {age:?}"
+    );
 }
 
 #[tokio::test]
