@@ -9,11 +9,11 @@
 //! which is what made the earlier sled spool cost the edge more than serving did.
 //!
 //! Group commit: [`Spool::append`] only sends the encoded event down a lock-free channel
-//! (it never touches the disk, nor a lock, on the request's path); one writer task
-//! ([`Spool::run_writer`]) takes everything received, appends it to the segment in one
-//! write and syncs per [`FlushPolicy`]: after every write (`always`: [`Spool::durable`]
-//! resolves only then), or at most every interval (events younger than the interval are
-//! at risk on a crash).
+//! (it never touches the disk, nor a lock, on the request's path); one writer thread
+//! ([`writer`], started by [`Spool::run_writer`]) takes everything received, appends it to
+//! the segment in one write and syncs it (`fdatasync`): as soon as it can under `always`
+//! ([`Spool::durable`] resolves only then), or once per interval under
+//! [`FlushPolicy::Every`] (events younger than the interval are at risk on a crash).
 //!
 //! Keys are a sequence (`u64`) the writer assigns in receive order, so file order is
 //! append order and the publisher drains in it. The cap is an admission policy:
@@ -24,36 +24,35 @@ mod migrate;
 mod reader;
 mod record;
 mod segment;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use floodgate_proto::v1::UsageEvent;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope;
 use reader::{Pos, Reader};
-use segment::Active;
+use writer::{Message, Writer};
 
 /// A segment is closed, and the next one begun, once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 8 << 20;
 
-/// How long the writer waits before retrying after a disk error.
-const WRITE_RETRY: Duration = Duration::from_millis(200);
-
 /// When appended events become durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
-    /// Sync after every group commit; [`Spool::durable`] waits for it.
+    /// Write and sync each group as soon as possible; [`Spool::durable`] waits for it.
     Always,
-    /// Sync at most this often; a crash may lose up to this much of the newest events.
+    /// Write and sync what arrived once per interval; a crash may lose up to an interval
+    /// (and a sync) of the newest events.
     Every(Duration),
 }
 
@@ -117,10 +116,10 @@ struct Inner {
     policy: FlushPolicy,
     cap: u64,
     segment_bytes: u64,
-    /// Framed events on their way to the writer.
-    sender: mpsc::UnboundedSender<Bytes>,
+    /// Record bodies on their way to the writer.
+    sender: mpsc::Sender<Message>,
     /// The writer's end, taken once by [`Spool::run_writer`].
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>,
+    receiver: Mutex<Option<mpsc::Receiver<Message>>>,
     /// Events appended since open, counted before they are sent.
     appended: AtomicU64,
     /// Events appended since open that are durable under the policy (kept under `always`).
@@ -210,7 +209,7 @@ impl Spool {
             segment: first.unwrap_or(0),
             offset: 0,
         };
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel();
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -239,7 +238,7 @@ impl Spool {
         self.inner.appended.fetch_add(1, Ordering::SeqCst);
         // The receiver lives as long as the spool; after the writer stopped (shutdown),
         // an event is left where it is, as it would be in an unflushed queue.
-        let _ = self.inner.sender.send(body);
+        let _ = self.inner.sender.send(Message::Event(body));
     }
 
     /// Resolves once every event appended so far is durable under the flush policy: after
@@ -317,158 +316,35 @@ impl Spool {
         let _ = written.wait_for(|mark| mark.key > key).await;
     }
 
-    /// The writer: group-commits appended events until `stop`, then writes and syncs what
-    /// is left. Run it once per spool, on the node's task tracker (a second writer logs an
-    /// error and returns).
+    /// The writer: group-commits appended events on a thread of its own until `stop`, then
+    /// writes and syncs what is left. Run it once per spool, on the node's task tracker (a
+    /// second writer logs an error and returns).
     pub async fn run_writer(self, stop: CancellationToken) {
         let receiver = lock(&self.inner.receiver).take();
-        let Some(mut receiver) = receiver else {
+        let Some(receiver) = receiver else {
             tracing::error!("the usage spool already has a writer");
             return;
         };
-        let interval = match self.inner.policy {
-            FlushPolicy::Always => None,
-            FlushPolicy::Every(interval) => Some(interval),
-        };
-        let mut writer = Some(Writer {
-            active: None,
-            last: self.written_key(),
-            unflushed: 0,
-            durable: 0,
-            dir_changed: false,
-            buf: Vec::new(),
-        });
-        let mut pending = Vec::new();
-        let mut next_sync = tokio::time::Instant::now();
-        loop {
-            let unflushed = writer.as_ref().is_some_and(|w| w.unflushed > 0);
-            // A batch that failed to write is retried at once, with anything sent since.
-            if pending.is_empty() {
-                tokio::select! {
-                    _ = receiver.recv_many(&mut pending, usize::MAX) => {}
-                    () = tokio::time::sleep_until(next_sync), if unflushed => {}
-                    () = stop.cancelled() => {}
-                }
-            }
-            while let Ok(body) = receiver.try_recv() {
-                pending.push(body);
-            }
-            let stopping = stop.is_cancelled();
-            let sync = match interval {
-                None => true,
-                Some(_) => stopping || tokio::time::Instant::now() >= next_sync,
-            };
-            let Some(mut state) = writer.take() else {
-                return;
-            };
-            let spool = self.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let result = state.commit(&spool.inner, &mut pending, sync);
-                (state, pending, result)
-            })
-            .await;
-            let result = match done {
-                Ok((state, rest, result)) => {
-                    writer = Some(state);
-                    pending = rest;
-                    result
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the usage spool writer failed");
-                    return;
-                }
-            };
-            if let Err(error) = result {
-                tracing::error!(%error, "cannot write the usage spool; retrying");
-                tokio::time::sleep(WRITE_RETRY).await;
-                continue;
-            }
-            if let (true, Some(interval)) = (sync, interval) {
-                next_sync = tokio::time::Instant::now() + interval;
-            }
-            let unflushed = writer.as_ref().is_some_and(|w| w.unflushed > 0);
-            if stopping && pending.is_empty() && !unflushed {
-                return;
-            }
-        }
-    }
-}
-
-/// The writer task's state, moved to a blocking thread for each commit.
-#[derive(Debug)]
-struct Writer {
-    /// The segment being written; begun with the first commit after open.
-    active: Option<Active>,
-    /// The last key written.
-    last: u64,
-    /// Written since the last sync.
-    unflushed: u64,
-    /// Received since open and synced.
-    durable: u64,
-    /// A segment was created since the directory was last synced.
-    dir_changed: bool,
-    /// The records of one commit.
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    /// Appends `pending` (emptied once written) to the segment, beginning a new one when
-    /// the current one is full, then syncs if `sync` and anything is unsynced.
-    fn commit(
-        &mut self,
-        inner: &Inner,
-        pending: &mut Vec<Bytes>,
-        sync: bool,
-    ) -> Result<(), SpoolError> {
-        if !pending.is_empty() {
-            let full = self
-                .active
-                .as_ref()
-                .is_none_or(|active| active.size >= inner.segment_bytes);
-            if full {
-                if let Some(sealed) = &self.active {
-                    sealed.sync()?;
-                }
-                let first = self.last + 1;
-                self.active = Some(Active::create(&inner.dir, first)?);
-                lock(&inner.segments).insert(first);
-                self.dir_changed = true;
-            }
-            let Some(active) = self.active.as_mut() else {
-                return Ok(());
-            };
-            self.buf.clear();
-            let mut key = self.last;
-            for body in pending.iter() {
-                key += 1;
-                record::encode(key, body, &mut self.buf);
-            }
-            // On an error nothing stays written: the same events get the same keys next time.
-            active.append(&self.buf)?;
-            self.unflushed += pending.len() as u64;
-            pending.clear();
-            self.last = key;
-            inner.written.send_replace(Mark {
-                key,
-                segment: active.first,
-                end: active.size,
+        let (done, mut finished) = oneshot::channel();
+        let spool = Arc::downgrade(&self.inner);
+        let writer = Writer::new(self.written_key());
+        let policy = self.inner.policy;
+        let spawned = std::thread::Builder::new()
+            .name("usage-spool".into())
+            .spawn(move || {
+                writer.run(spool, receiver, policy);
+                let _ = done.send(());
             });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the usage spool writer");
+            return;
         }
-        if sync && self.unflushed > 0 {
-            if let Some(active) = &self.active {
-                active.sync()?;
-            }
-            if self.dir_changed {
-                segment::sync_dir(&inner.dir)?;
-                self.dir_changed = false;
-            }
-            self.durable += self.unflushed;
-            self.unflushed = 0;
-            if inner.policy == FlushPolicy::Always {
-                inner.durable.send_replace(self.durable);
-            }
+        tokio::select! {
+            _ = &mut finished => return,
+            () = stop.cancelled() => {}
         }
-        Ok(())
+        let _ = self.inner.sender.send(Message::Stop);
+        let _ = finished.await;
     }
 }
 
