@@ -157,8 +157,29 @@ impl<L: EventLog> Publisher<L> {
         self.stats.clone()
     }
 
-    /// Publishes spooled events in order until `stop`; never gives up on an event.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Publishes spooled events in order until `stop`; never gives up on an event. Once
+    /// stopped, it keeps going until every event appended before the stop is published,
+    /// for at most `drain`: what is left then stays in the spool for the next start.
+    pub async fn run(self, stop: CancellationToken, drain: Duration) {
+        let deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            () = self.publish(&stop) => {}
+            () = deadline => {}
+        }
+        let depth = self.spool.stats().depth;
+        if depth > 0 {
+            tracing::warn!(
+                depth,
+                "stopping with usage events still spooled; they are published after the next start"
+            );
+        }
+    }
+
+    /// Publishes until stopped with nothing left to publish.
+    async fn publish(&self, stop: &CancellationToken) {
         let mut backoff = MIN_BACKOFF;
         let mut down = false;
         loop {
@@ -167,22 +188,22 @@ impl<L: EventLog> Publisher<L> {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::error!(%error, "cannot read the usage spool");
-                    if pause(&stop, MAX_BACKOFF).await {
-                        return;
-                    }
+                    tokio::time::sleep(MAX_BACKOFF).await;
                     continue;
                 }
             };
             if batch.is_empty() {
-                tokio::select! {
-                    () = self.spool.written_after(written) => continue,
-                    () = stop.cancelled() => return,
+                if stop.is_cancelled() && self.spool.stats().depth == 0 {
+                    return;
                 }
+                tokio::select! {
+                    () = self.spool.written_after(written) => {}
+                    // Stopped meanwhile: look again whether anything is left.
+                    () = stop.cancelled(), if !stop.is_cancelled() => {}
+                }
+                continue;
             }
-            let published = tokio::select! {
-                published = self.log.publish(&batch) => published,
-                () = stop.cancelled() => return,
-            };
+            let published = self.log.publish(&batch).await;
             if published.acked > 0 {
                 let through = batch[published.acked - 1].key;
                 if let Err(error) = self.spool.ack(through) {
@@ -206,20 +227,10 @@ impl<L: EventLog> Publisher<L> {
                         tracing::warn!(%error, "cannot publish usage events; spooling and retrying");
                         down = true;
                     }
-                    if pause(&stop, backoff).await {
-                        return;
-                    }
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-    }
-}
-
-/// Sleeps `duration`; true if stopped first.
-async fn pause(stop: &CancellationToken, duration: Duration) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => false,
-        () = stop.cancelled() => true,
     }
 }

@@ -408,6 +408,67 @@ async fn a_retried_publish_with_the_same_id_is_stored_once() {
     assert_eq!(stream_messages(&js).await, 10);
 }
 
+/// A stopped publisher keeps publishing until every event appended before the stop is in
+/// the stream; with the log down, it gives up after the drain time and the events stay
+/// spooled.
+#[tokio::test]
+async fn a_stopped_publisher_drains_the_spool_within_the_drain_time() {
+    let (mut server, js) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        FlushPolicy::Every(Duration::from_millis(5)),
+        1_000_000,
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let log = jetstream_log(&server).await;
+    let publisher = tokio::spawn(
+        Publisher::new(spool.clone(), log.clone()).run(stop.clone(), Duration::from_secs(20)),
+    );
+    for i in 0..300 {
+        spool.append(&event(i));
+    }
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, publisher)
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(spool.stats().depth, 0);
+    assert_eq!(
+        stream_messages(&js).await,
+        300,
+        "all of them, before it returned"
+    );
+
+    // The log down: the drain ends at its time with the events still spooled.
+    drop(spool);
+    server.kill();
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 1_000_000).unwrap();
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let drain = Duration::from_millis(300);
+    let publisher = tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone(), drain));
+    spool.append(&event(300));
+    tokio::time::timeout(DEADLINE, spool.durable())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, publisher)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= drain,
+        "it tried for the whole drain time"
+    );
+    assert_eq!(spool.stats().depth, 1, "left for the next start");
+    writer.await.unwrap();
+}
+
 #[tokio::test]
 async fn the_publisher_rides_out_a_nats_outage_and_drains_every_event_exactly_once() {
     let (mut server, js) = server().await;
@@ -421,7 +482,7 @@ async fn the_publisher_rides_out_a_nats_outage_and_drains_every_event_exactly_on
     let stop = CancellationToken::new();
     tokio::spawn(spool.clone().run_writer(stop.clone()));
     let log = jetstream_log(&server).await;
-    tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone()));
+    tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone(), Duration::ZERO));
 
     let mut ids = HashSet::new();
     for i in 0..200 {

@@ -152,14 +152,14 @@ pub async fn start(
             let log = JetStreamLog::new(client, &nats.shard, nats.stream.clone(), nats.ack_timeout);
             let publisher = Publisher::new(spool.clone(), log);
             let stats = publisher.stats();
-            tracker.spawn(publisher.run(stop.clone()));
+            tracker.spawn(publisher.run(stop.clone(), config.drain));
             (stats, None)
         }
         EventsBackend::Local { dir } => {
             let log = LocalLog::open(dir)?;
             let publisher = Publisher::new(spool.clone(), log.clone());
             let stats = publisher.stats();
-            tracker.spawn(publisher.run(stop.clone()));
+            tracker.spawn(publisher.run(stop.clone(), config.drain));
             (stats, Some(log))
         }
     };

@@ -18,6 +18,7 @@
 //!     dir: floodgate-data/spool
 //!     flush: 5ms                  # or `always`
 //!     max_events: 1000000
+//!     drain: 10s                  # publishing what is left at shutdown, at most
 //! ```
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ use super::validate::{Problems, duration};
 const DEFAULT_FLUSH: Duration = Duration::from_millis(5);
 /// Default spool cap (events), about 1 GiB of typical events.
 const DEFAULT_MAX_EVENTS: u64 = 1_000_000;
+/// Default longest time a stopping edge keeps publishing what its spool holds.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 /// Default time to wait for a JetStream publish ack before retrying.
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,6 +103,9 @@ pub struct RawSpool {
     /// Depth at which new requests are refused (503 `usage_spool_full`).
     #[serde(default)]
     pub max_events: Option<u64>,
+    /// How long a stopping edge keeps publishing what the spool holds (`10s`; `0s`: not).
+    #[serde(default)]
+    pub drain: Option<String>,
 }
 
 /// Where usage events go.
@@ -138,6 +144,8 @@ pub struct EventsConfig {
     pub flush: FlushPolicy,
     /// The spool cap.
     pub max_events: u64,
+    /// How long a stopping edge keeps publishing what the spool holds.
+    pub drain: Duration,
 }
 
 impl EventsConfig {
@@ -151,6 +159,7 @@ impl EventsConfig {
             spool_dir: data_dir.join("spool"),
             flush: FlushPolicy::Every(DEFAULT_FLUSH),
             max_events: DEFAULT_MAX_EVENTS,
+            drain: DEFAULT_DRAIN,
         }
     }
 }
@@ -191,6 +200,14 @@ pub(super) fn events(raw: RawEvents, problems: &mut Problems) -> Option<EventsCo
     if max_events == 0 {
         problems.add("events.spool.max_events", "must be greater than 0");
     }
+    let drain = match raw.spool.drain.as_deref() {
+        None => DEFAULT_DRAIN,
+        // `0s` turns draining off; anything else is a positive duration.
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(zero) if zero.is_zero() => Duration::ZERO,
+            _ => duration(text, "events.spool.drain", problems),
+        },
+    };
     let spool_dir = match (raw.spool.dir, &backend) {
         (Some(dir), _) => Some(dir),
         (None, Some(EventsBackend::Local { dir })) => Some(dir.join("spool")),
@@ -207,6 +224,7 @@ pub(super) fn events(raw: RawEvents, problems: &mut Problems) -> Option<EventsCo
         spool_dir: spool_dir?,
         flush,
         max_events,
+        drain,
     })
 }
 
@@ -270,7 +288,7 @@ mod tests {
     #[test]
     fn nats_with_every_setting() {
         let events = load(
-            "  backend: nats\n  nats:\n    urls: [nats://a:4222, nats://b:4222]\n    shard: eu-1\n    replicas: 3\n    duplicate_window: 10m\n    max_age: 7d\n    max_bytes: 1000\n    ack_timeout: 2s\n  spool:\n    dir: /var/spool\n    flush: always\n    max_events: 50\n",
+            "  backend: nats\n  nats:\n    urls: [nats://a:4222, nats://b:4222]\n    shard: eu-1\n    replicas: 3\n    duplicate_window: 10m\n    max_age: 7d\n    max_bytes: 1000\n    ack_timeout: 2s\n  spool:\n    dir: /var/spool\n    flush: always\n    max_events: 50\n    drain: 2s\n",
         )
         .unwrap()
         .unwrap();
@@ -286,6 +304,7 @@ mod tests {
         assert_eq!(nats.ack_timeout, Duration::from_secs(2));
         assert_eq!(events.flush, FlushPolicy::Always);
         assert_eq!(events.max_events, 50);
+        assert_eq!(events.drain, Duration::from_secs(2));
         assert_eq!(events.spool_dir, PathBuf::from("/var/spool"));
     }
 
@@ -297,18 +316,20 @@ mod tests {
         assert_eq!(events.spool_dir, PathBuf::from("data/events/spool"));
         assert_eq!(events.flush, FlushPolicy::Every(DEFAULT_FLUSH));
         assert_eq!(events.max_events, DEFAULT_MAX_EVENTS);
+        assert_eq!(events.drain, DEFAULT_DRAIN);
     }
 
     #[test]
     fn problems_name_their_field() {
         let error = load("  backend: kafka\n").unwrap_err();
         assert!(error.contains("events.backend"), "{error}");
-        let error = load("  backend: nats\n  nats:\n    urls: []\n    shard: a.b\n  spool:\n    flush: soon\n    max_events: 0\n").unwrap_err();
+        let error = load("  backend: nats\n  nats:\n    urls: []\n    shard: a.b\n  spool:\n    flush: soon\n    max_events: 0\n    drain: later\n").unwrap_err();
         for field in [
             "events.nats.urls",
             "events.nats.shard",
             "events.spool.flush",
             "events.spool.max_events",
+            "events.spool.drain",
             "events.spool.dir",
         ] {
             assert!(error.contains(field), "{field} in {error}");

@@ -51,6 +51,7 @@ async fn edge(
         spool_dir: spool.to_owned(),
         flush: FlushPolicy::Every(Duration::from_millis(5)),
         max_events: 100_000,
+        drain: Duration::ZERO,
     };
     let pipeline = floodgate::events::start(&events, name.to_owned(), tracker, stop)
         .await

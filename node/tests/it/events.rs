@@ -68,6 +68,7 @@ fn events_config(
         spool_dir: spool.to_owned(),
         flush,
         max_events: cap,
+        drain: Duration::ZERO,
     }
 }
 
@@ -385,6 +386,50 @@ async fn an_edge_killed_right_after_answering_publishes_every_answered_event_aft
     let mut edge = Node::spawn(&["serve", "--config", &file], &env);
     edge.listening().await;
     let events = by_request(stream_events(&server, 30).await);
+    let evented: HashSet<String> = events.into_keys().collect();
+    assert_eq!(evented, answered, "edge output:\n{}", edge.stdout());
+}
+
+/// The real binary stopped with SIGTERM right after its last answer: before it exits it
+/// publishes every answered request's event, so nothing waits in the spool for a restart
+/// (an edge whose disk goes with it, as in a replaced container, loses nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_edge_publishes_its_spool_before_it_exits() {
+    let server = nats().await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\n{}events:\n  backend: nats\n  nats:\n    urls: [\"{}\"]\n  spool:\n    dir: \"{}\"\n    flush: 50ms\n",
+        edge_yaml(&upstream.base()),
+        server.url(),
+        dir.path().join("spool").display()
+    );
+    let file = write(dir.path(), "edge.yaml", &yaml);
+    let env = [("KEY", KEY), ("UPSTREAM_KEY", UPSTREAM_KEY)];
+    let mut edge = Node::spawn(&["serve", "--config", &file], &env);
+    let addr = edge.listening().await;
+    let requests = (0..20).map(|_| {
+        send(
+            client()
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth(KEY)
+                .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+    });
+    let mut answered = HashSet::new();
+    for reply in futures::future::join_all(requests).await {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        answered.insert(reply.header("x-request-id").to_owned());
+    }
+    edge.terminate();
+    assert!(edge.exited().await.success(), "{}", edge.stdout());
+    let js = jetstream(&server).await;
+    assert_eq!(
+        stream_count(&js).await,
+        Some(20),
+        "published before it exited"
+    );
+    let events = by_request(stream_events(&server, 20).await);
     let evented: HashSet<String> = events.into_keys().collect();
     assert_eq!(evented, answered, "edge output:\n{}", edge.stdout());
 }
