@@ -335,15 +335,19 @@ impl Spool {
                 writer.run(spool, receiver, policy);
                 let _ = done.send(());
             });
-        if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the usage spool writer");
-            return;
-        }
+        let thread = match spawned {
+            Ok(handle) => handle.thread().clone(),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the usage spool writer");
+                return;
+            }
+        };
         tokio::select! {
             _ = &mut finished => return,
             () = stop.cancelled() => {}
         }
         let _ = self.inner.sender.send(Message::Stop);
+        thread.unpark();
         let _ = finished.await;
     }
 }
@@ -414,6 +418,27 @@ mod tests {
         assert_eq!(read[0].key, 41, "keys go on after the last one");
         stop.cancel();
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_a_long_interval_at_once_and_writes_what_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = FlushPolicy::Every(Duration::from_secs(3600));
+        {
+            let spool = Spool::open(dir.path(), hour, 10).unwrap();
+            let stop = CancellationToken::new();
+            let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+            for n in 0..3 {
+                spool.append(&event(n));
+            }
+            stop.cancel();
+            tokio::time::timeout(DEADLINE, writer)
+                .await
+                .expect("the writer stops without waiting out the interval")
+                .unwrap();
+        }
+        let spool = Spool::open(dir.path(), hour, 10).unwrap();
+        assert_eq!(spool.peek(10).unwrap().len(), 3);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The spool's writer: one thread of its own that takes the appended events off the
 //! channel, appends them to the segment in one write and syncs it (group commit). Disk
 //! work never runs on the async runtime, and an append wakes nobody more than once per
-//! group: under an interval the writer sleeps through the interval and takes what came,
-//! under `always` it takes whatever arrived while it synced the group before.
+//! group: under an interval the writer sleeps through the interval and takes what came
+//! (a stop wakes it early), under `always` it takes whatever arrived while it synced the
+//! group before.
 
 use std::sync::Weak;
 use std::sync::mpsc::{Receiver, RecvError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -21,7 +22,7 @@ const WRITE_RETRY: Duration = Duration::from_millis(200);
 pub(super) enum Message {
     /// An appended event's record body.
     Event(Bytes),
-    /// Write what is left, sync, and end.
+    /// Write what is left, sync, and end (sent with an unpark of the writer's thread).
     Stop,
 }
 
@@ -69,8 +70,18 @@ impl Writer {
                     Ok(message) => stopping |= take(message, &mut pending),
                     Err(RecvError) => stopping = true,
                 }
-                if let (FlushPolicy::Every(interval), false) = (policy, stopping) {
-                    std::thread::sleep(interval);
+                if let FlushPolicy::Every(interval) = policy {
+                    // Gather for one interval; the stop unparks the thread to end it early.
+                    let until = Instant::now() + interval;
+                    while !stopping {
+                        let Some(left) = until.checked_duration_since(Instant::now()) else {
+                            break;
+                        };
+                        std::thread::park_timeout(left);
+                        while let Ok(message) = receiver.try_recv() {
+                            stopping |= take(message, &mut pending);
+                        }
+                    }
                 }
             }
             while let Ok(message) = receiver.try_recv() {
