@@ -8,10 +8,11 @@
 
 mod raft_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use floodgate_cluster::Outcome;
+use floodgate_cluster::consensus::Formation;
 use floodgate_cluster::token::ClusterToken;
 use floodgate_cluster::{ClientConfig, LedgerClient};
 use floodgate_proto::v1::AddLearnerRequest;
@@ -21,6 +22,7 @@ use floodgate_proto::v1::ProposeRequest;
 use floodgate_proto::v1::ReadRequest;
 use openraft::BasicNode;
 use openraft::RaftMetrics;
+use openraft::Vote;
 use raft_support::{TestCluster, put_team};
 
 fn has_teams(cluster: &TestCluster, id: u64, teams: &[String]) -> bool {
@@ -94,6 +96,33 @@ async fn elects_a_leader_and_commits_a_write_sent_to_a_follower() {
     assert!(read.applied_index >= committed.index);
     let state: floodgate_cluster::LedgerState = serde_json::from_slice(&read.state_json).unwrap();
     assert_eq!(state.teams().len(), 2);
+    cluster.shutdown().await;
+}
+
+/// `serve --init` gives every first member the same voters, and a member listens before it
+/// initializes: a peer that formed the cluster first may already have its vote (or have
+/// replicated to it). Initializing it then joins it to that cluster instead of failing —
+/// the failure stopped the member's process, and an edge following only that member never
+/// got a config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initializing_a_member_a_peer_pulled_in_first_joins_the_cluster() {
+    let cluster = TestCluster::start(3, None).await;
+    let voters: BTreeMap<u64, String> = (1..=3)
+        .map(|id| (id, cluster.addr(id).to_string()))
+        .collect();
+    cluster
+        .wait_for(2, "a vote given to a peer", |m| m.vote != Vote::default())
+        .await;
+    let formation = cluster.node(2).initialize(voters.clone()).await.unwrap();
+    assert_eq!(formation, Formation::Joined);
+
+    let leader = cluster.wait_leader().await;
+    let formation = cluster.node(leader).initialize(voters).await.unwrap();
+    assert_eq!(formation, Formation::Joined);
+    let committed = cluster.write(2, put_team("after-joining")).await;
+    for id in cluster.running() {
+        cluster.wait_applied(id, committed.index).await;
+    }
     cluster.shutdown().await;
 }
 

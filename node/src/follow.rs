@@ -2,10 +2,14 @@
 //! watch stream sends one per config revision) becomes a new [`Config`] swapped into the
 //! gateway atomically; requests in flight keep the one they started with.
 //!
-//! When the ledger is unreachable the stream simply stops yielding and the edge keeps
-//! serving the last config it built (budgets then hold only as long as the edge's leases
-//! last: the quota book fails closed). An endpoint that does not validate on this edge is
-//! left out and logged; the rest of the snapshot is served.
+//! Until the first snapshot arrives the edge does not listen, and says so at warn level
+//! every [`FIRST_CONFIG_PATIENCE`] (the watch logs why a member refuses it). When the ledger
+//! is unreachable later, the stream simply stops yielding and the edge keeps serving the
+//! last config it built (budgets then hold only as long as the edge's leases last: the
+//! quota book fails closed). An endpoint that does not validate on this edge is left out
+//! and logged; the rest of the snapshot is served.
+
+use std::time::Duration;
 
 use floodgate_cluster::ledger::LedgerState;
 use floodgate_cluster::secrets::Keyring;
@@ -14,6 +18,9 @@ use futures::{Stream, StreamExt};
 use crate::config::Config;
 use crate::config::ledger::edge_config;
 use crate::edge::Gateway;
+
+/// How long an edge waits for its first config before it warns, and again between warnings.
+pub const FIRST_CONFIG_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What an edge needs to turn ledger snapshots into configs.
 pub struct Follower {
@@ -34,13 +41,26 @@ impl Follower {
     }
 
     /// Waits for the first snapshot and returns its config (the edge binds its port only
-    /// once it has something to serve), or `None` when the stream ended first.
+    /// once it has something to serve), or `None` when the stream ended first. Warns every
+    /// [`FIRST_CONFIG_PATIENCE`] while none has come.
     pub async fn first<S>(&self, states: &mut S) -> Option<Config>
     where
         S: Stream<Item = LedgerState> + Unpin,
     {
-        let state = states.next().await?;
-        Some(self.config(&state))
+        let mut waited = Duration::ZERO;
+        loop {
+            // Timing out `next` loses nothing: the stream keeps its progress.
+            match tokio::time::timeout(FIRST_CONFIG_PATIENCE, states.next()).await {
+                Ok(state) => return Some(self.config(&state?)),
+                Err(_elapsed) => {
+                    waited += FIRST_CONFIG_PATIENCE;
+                    tracing::warn!(
+                        waited_s = waited.as_secs(),
+                        "no config from the ledger yet (is a member up, and does the ledger have a leader?); this edge listens once one arrives"
+                    );
+                }
+            }
+        }
     }
 
     /// Applies every later snapshot to `gateway` until the stream ends.

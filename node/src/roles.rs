@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_cluster::client::{ClientConfig, ClientError, LedgerClient};
-use floodgate_cluster::consensus::{LedgerNodeError, NodeId};
+use floodgate_cluster::consensus::{Formation, LedgerNodeError, NodeId};
 use floodgate_cluster::secrets::Keyring;
 use floodgate_cluster::token::ClusterToken;
 use floodgate_cluster::{LedgerNode, LedgerNodeConfig};
@@ -72,6 +72,8 @@ pub async fn start_ledger(
     config.token = ClusterToken::from_env();
     let node = LedgerNode::start(config).await?;
     if let Some(voters) = &role.init {
+        // Checked first so that a restarted member does not ask (openraft logs a refusal as
+        // an error).
         let initialized = node
             .handle()
             .raft()
@@ -83,7 +85,14 @@ pub async fn start_ledger(
             if voters.len() == 1 && voters.contains_key(&role.id) {
                 voters.insert(role.id, node.addr().to_string());
             }
-            node.initialize(voters).await?;
+            // A peer that formed the cluster first may ask for this member's vote as soon
+            // as it listens, even between the check above and this call: it then joins.
+            if node.initialize(voters).await? == Formation::Joined {
+                tracing::info!(
+                    id = role.id,
+                    "a peer formed the cluster first; this member joins it"
+                );
+            }
         }
     }
     Ok(node)

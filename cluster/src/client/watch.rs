@@ -7,18 +7,27 @@
 //! to the next member after a capped, jittered exponential backoff ([`super::Backoff`]),
 //! reset once a member accepts the watch. It never delivers a revision at or below one it
 //! already delivered, even if a lagging member sends one. Dropping the stream closes the
-//! call. Logs name members by `host:port` and undecodable payloads by position only.
+//! call. A member that does not take the watch is logged at warn level with the reason
+//! (the first time, then at most every 30 s until one takes it), so a follower that cannot
+//! reach its ledger says so. Logs name members by `host:port` and undecodable payloads by
+//! position only.
+
+use std::time::Duration;
 
 use floodgate_proto::v1::ConfigSnapshot;
 use floodgate_proto::v1::WatchRequest;
 use floodgate_proto::v1::ledger_service_client::LedgerServiceClient;
 use futures::stream::BoxStream;
+use tokio::time::Instant;
 use tonic::Streaming;
 
 use super::ClientError;
 use super::LedgerClient;
 use crate::LedgerState;
 use crate::consensus::NodeId;
+
+/// The least time between two warnings that members do not take the watch.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// One config snapshot delivered by [`LedgerClient::watch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +50,7 @@ pub(super) fn watch(
         delivered: (after_config_revision > 0).then_some(after_config_revision),
         stream: None,
         failures: 0,
+        warned: None,
     };
     Box::pin(futures::stream::unfold(watch, |mut watch| async move {
         let update = watch.next().await;
@@ -59,6 +69,8 @@ struct Resuming {
     stream: Option<Streaming<ConfigSnapshot>>,
     /// Failures since a member last accepted the watch (drives the backoff).
     failures: u32,
+    /// When a refused watch was last logged at warn level, since a member last took it.
+    warned: Option<Instant>,
 }
 
 impl Resuming {
@@ -99,21 +111,32 @@ impl Resuming {
             after_config_revision: self.delivered.unwrap_or(0),
         };
         let timeout = self.client.policy.call_timeout;
-        match tokio::time::timeout(timeout, client.watch(request)).await {
+        let why = match tokio::time::timeout(timeout, client.watch(request)).await {
             Ok(Ok(response)) => {
                 tracing::debug!(member = %member.name, after = ?self.delivered, "ledger watch attached");
                 self.failures = 0;
+                self.warned = None;
                 self.client.members.prefer(self.member);
-                Some(response.into_inner())
+                return Some(response.into_inner());
             }
-            Ok(Err(status)) => {
-                tracing::debug!(member = %member.name, code = ?status.code(), "ledger watch refused");
-                None
-            }
-            Err(_elapsed) => {
-                tracing::debug!(member = %member.name, ?timeout, "ledger watch not accepted in time");
-                None
-            }
+            Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+            Err(_elapsed) => format!("not accepted within {timeout:?}"),
+        };
+        self.refused(&why);
+        None
+    }
+
+    /// Logs that the current member did not take the watch, and `why`: at warn level the
+    /// first time and then at most every [`WARN_EVERY`], at debug level in between.
+    fn refused(&mut self, why: &str) {
+        let member = &self.client.members.get(self.member).name;
+        let failures = self.failures.saturating_add(1);
+        let now = Instant::now();
+        if self.warned.is_none_or(|warned| now >= warned + WARN_EVERY) {
+            self.warned = Some(now);
+            tracing::warn!(%member, %why, failures, "the ledger watch cannot attach to a member; retrying");
+        } else {
+            tracing::debug!(%member, %why, failures, "the ledger watch cannot attach to a member; retrying");
         }
     }
 

@@ -47,7 +47,7 @@ pub enum LedgerNodeError {
     /// openraft stopped with a fatal error.
     #[error("Raft failed: {0}")]
     Raft(#[from] Fatal<NodeId>),
-    /// Forming the cluster failed (e.g. it is already initialized).
+    /// Forming the cluster failed (e.g. this member is not among the voters).
     #[error("initializing the cluster: {0}")]
     Initialize(#[from] RaftError<NodeId, InitializeError<NodeId, BasicNode>>),
     /// The Raft core task panicked or was cancelled while stopping.

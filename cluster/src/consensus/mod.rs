@@ -49,6 +49,7 @@ pub use self::error::ProposeError;
 pub use self::handle::Committed;
 pub use self::handle::LedgerHandle;
 pub use self::handle::MembershipChanged;
+pub use self::node::Formation;
 pub use self::node::LedgerNode;
 pub use self::node::LedgerNodeConfig;
 pub use self::node::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRE_EVERY};

@@ -4,8 +4,9 @@
 //! Life of a member: [`LedgerNode::start`] opens the data dir (resuming whatever log,
 //! vote and snapshot it holds), binds the listen address (port 0 is fine: read the bound
 //! address with [`LedgerNode::addr`]) and starts Raft and the server. A brand-new cluster is
-//! formed once, on one member, with [`LedgerNode::initialize`]; later members join as
-//! learners and are promoted through the admin API. While it leads, a member's
+//! formed once with [`LedgerNode::initialize`] (on one member, or on each first member with
+//! the same voters: the members that lose the race join the one that won); later members
+//! join as learners and are promoted through the admin API. While it leads, a member's
 //! [`ExpiryTimer`] proposes `ExpireLeases` when leases or budget windows are due.
 //! [`LedgerNode::shutdown`] stops the expiry timer, then Raft (no more log writes; open
 //! `Watch` streams end), then the server, and releases the data dir so the member can be
@@ -22,6 +23,8 @@ use floodgate_proto::v1::ledger_service_server::LedgerServiceServer;
 use floodgate_proto::v1::raft_service_server::RaftServiceServer;
 use openraft::BasicNode;
 use openraft::Raft;
+use openraft::error::InitializeError;
+use openraft::error::RaftError;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -103,6 +106,16 @@ impl LedgerNodeConfig {
     }
 }
 
+/// What [`LedgerNode::initialize`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formation {
+    /// This member wrote the initial membership: it forms the cluster.
+    Formed,
+    /// This member already belonged to a cluster, possibly one a peer formed first; the
+    /// leader replicates the membership to it.
+    Joined,
+}
+
 /// A running ledger member.
 pub struct LedgerNode {
     handle: LedgerHandle,
@@ -160,18 +173,24 @@ impl LedgerNode {
         })
     }
 
-    /// Forms a new cluster with these voters (id → gRPC `host:port`), once, on one member.
-    /// Fails if this member already belongs to a cluster.
+    /// Forms a new cluster with these voters (id → gRPC `host:port`). Safe to call on every
+    /// first member with the same voters: a member that already belongs to a cluster (it
+    /// has a log, or it has already voted for a peer that formed the cluster — which can
+    /// happen as soon as it listens, before this call) is left as it is and answers
+    /// [`Formation::Joined`].
     pub async fn initialize(
         &self,
         voters: BTreeMap<NodeId, String>,
-    ) -> Result<(), LedgerNodeError> {
+    ) -> Result<Formation, LedgerNodeError> {
         let members: BTreeMap<NodeId, BasicNode> = voters
             .into_iter()
             .map(|(id, addr)| (id, BasicNode { addr }))
             .collect();
-        self.handle.raft().initialize(members).await?;
-        Ok(())
+        match self.handle.raft().initialize(members).await {
+            Ok(()) => Ok(Formation::Formed),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(Formation::Joined),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The member's id.

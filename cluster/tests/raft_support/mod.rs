@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use floodgate_cluster::admin::EndpointValidator;
 use floodgate_cluster::consensus::Committed;
+use floodgate_cluster::consensus::Formation;
 use floodgate_cluster::ledger::Team;
 use floodgate_cluster::secrets::Keyring;
 use floodgate_cluster::{
@@ -118,7 +119,8 @@ impl TestCluster {
             .iter()
             .map(|(id, addr)| (*id, addr.to_string()))
             .collect();
-        cluster.node(1).initialize(members).await.unwrap();
+        let formation = cluster.node(1).initialize(members).await.unwrap();
+        assert_eq!(formation, Formation::Formed);
         cluster
     }
 

@@ -19,6 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_floodgate");
 /// How long a process may take to start listening: an edge first loads its config from
 /// the ledger, and several processes start at once on a loaded machine.
 const PROCESS_START: Duration = Duration::from_secs(30);
+/// How many lines of each output stream a failed wait for output shows.
+const TAIL_LINES: usize = 40;
 
 /// Captured output of one stream of the child.
 pub(crate) type Buffer = Arc<Mutex<String>>;
@@ -42,6 +44,8 @@ fn drain(stream: impl Read + Send + 'static) -> (Buffer, JoinHandle<()>) {
 /// A running `floodgate` process.
 pub(crate) struct Node {
     child: Child,
+    /// The arguments it was started with, to name it in failure messages.
+    args: String,
     stdout: Buffer,
     stderr: Buffer,
     readers: Vec<JoinHandle<()>>,
@@ -79,6 +83,7 @@ impl Node {
         let (stderr, err_reader) = drain(child.stderr.take().unwrap());
         Self {
             child,
+            args: args.join(" "),
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
@@ -102,40 +107,64 @@ impl Node {
     /// Waits for the "floodgate listening" log line and returns its address (JSON or text
     /// logs).
     pub(crate) async fn listening(&mut self) -> SocketAddr {
-        let stdout = self.stdout.clone();
-        let child = &mut self.child;
-        eventually("the `floodgate listening` line", PROCESS_START, || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "floodgate exited with {status} before listening:\n{}",
-                    stdout.lock().unwrap()
-                );
-            }
-            std::future::ready(listen_address(&stdout.lock().unwrap()))
-        })
-        .await
+        self.printed("the `floodgate listening` line", listen_address)
+            .await
     }
 
     /// Waits for the JSON log line whose message contains `message` and returns the socket
     /// address in its `field`.
-    pub(crate) async fn logged_address(&self, message: &str, field: &str) -> SocketAddr {
-        let stdout = self.stdout.clone();
-        eventually(&format!("the `{message}` line"), PROCESS_START, || {
-            std::future::ready(
-                stdout
-                    .lock()
-                    .unwrap()
-                    .lines()
-                    .filter(|line| line.contains(message))
-                    .find_map(|line| {
-                        serde_json::from_str::<Value>(line).ok()?[field]
-                            .as_str()?
-                            .parse()
-                            .ok()
-                    }),
-            )
+    pub(crate) async fn logged_address(&mut self, message: &str, field: &str) -> SocketAddr {
+        self.printed(&format!("the `{message}` line"), |stdout| {
+            stdout
+                .lines()
+                .filter(|line| line.contains(message))
+                .find_map(|line| {
+                    serde_json::from_str::<Value>(line).ok()?[field]
+                        .as_str()?
+                        .parse()
+                        .ok()
+                })
         })
         .await
+    }
+
+    /// Polls stdout with `find` until it finds something, failing the test with the tail
+    /// of the process's output when the process exits first or [`PROCESS_START`] passes.
+    async fn printed<T>(&mut self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
+        let until = tokio::time::Instant::now() + PROCESS_START;
+        loop {
+            if let Some(found) = find(&self.stdout.lock().unwrap()) {
+                return found;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "`floodgate {}` exited with {status} before {what}\n{}",
+                    self.args,
+                    self.tail()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "timed out after {PROCESS_START:?} waiting for {what} from `floodgate {}`\n{}",
+                self.args,
+                self.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last [`TAIL_LINES`] lines of stdout and of stderr, for failure messages.
+    fn tail(&self) -> String {
+        let last = |buffer: &Buffer| {
+            let text = buffer.lock().unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        };
+        format!(
+            "--- stdout (last {TAIL_LINES} lines) ---\n{}\n--- stderr (last {TAIL_LINES} lines) ---\n{}",
+            last(&self.stdout),
+            last(&self.stderr)
+        )
     }
 
     /// Sends SIGKILL (by pid, as an operator or the OOM killer would) and reaps the process.

@@ -209,6 +209,43 @@ fn start_edge(dir: &Path, name: &str, ledger: &[&Member], env: &[(&str, &str)]) 
     )
 }
 
+/// Three members on free loopback ports with data dirs in `dir`, not started yet, and the
+/// `--init` list that names them.
+fn three_members(dir: &Path) -> (Vec<Member>, String) {
+    let ports: Vec<_> = (0..6).map(|_| reserve_port()).collect();
+    let addrs: Vec<SocketAddr> = ports.iter().map(|l| l.local_addr().unwrap()).collect();
+    drop(ports);
+    let members: Vec<Member> = (0..3)
+        .map(|i| Member {
+            id: i as u64 + 1,
+            grpc: addrs[i],
+            admin: addrs[i + 3],
+            data: dir.join(format!("ledger-{}", i + 1)),
+            process: None,
+        })
+        .collect();
+    let init = members
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.grpc))
+        .collect::<Vec<_>>()
+        .join(",");
+    (members, init)
+}
+
+/// The JSON log lines of `node` at warn level whose message contains `message`.
+fn warnings(node: &Node, message: &str) -> Vec<Value> {
+    node.stdout()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|text| text.contains(message))
+        })
+        .collect()
+}
+
 /// The leader's id as `member` reports it, when it knows one.
 async fn leader(member: &Member) -> Option<u64> {
     member.status().await?["leader_id"].as_u64()
@@ -228,23 +265,7 @@ async fn three_members_and_two_edges_survive_losing_members() {
     let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&base));
 
     // 1. Three members from the README's commands.
-    let ports: Vec<_> = (0..6).map(|_| reserve_port()).collect();
-    let addrs: Vec<SocketAddr> = ports.iter().map(|l| l.local_addr().unwrap()).collect();
-    drop(ports);
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| Member {
-            id: i as u64 + 1,
-            grpc: addrs[i],
-            admin: addrs[i + 3],
-            data: dir.path().join(format!("ledger-{}", i + 1)),
-            process: None,
-        })
-        .collect();
-    let init = members
-        .iter()
-        .map(|m| format!("{}={}", m.id, m.grpc))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut members, init) = three_members(dir.path());
     for member in &mut members {
         member.start(&init, &config, &env);
     }
@@ -427,4 +448,65 @@ async fn three_members_and_two_edges_survive_losing_members() {
     put_endpoint(&members[0], "after-outage", &base).await;
     serves(a, "after-outage", KEY, 200).await;
     serves(b, "after-outage", KEY, 200).await;
+}
+
+/// An edge started before its ledger does not wait silently: while its only member is down
+/// it warns that the member refuses the watch, naming it and why; while that member is up
+/// but the ledger has no leader (so there is no config to send) it warns that no config
+/// came; once the other members start, it gets its config and serves. (A member that died
+/// at start once left an edge waiting with nothing in its logs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_started_before_its_ledger_says_why_it_waits_then_serves() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let env = [
+        ("FLOODGATE_KEK", kek.as_str()),
+        ("FLOODGATE_CLUSTER_TOKEN", "cluster-test-token"),
+        ("FLOODGATE_LOG_FORMAT", "json"),
+    ];
+    let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&upstream.base()));
+    let (mut members, init) = three_members(dir.path());
+
+    // Its only member is down.
+    let mut edge = start_edge(dir.path(), "edge", &[&members[0]], &env);
+    let refused = eventually(
+        "the edge to warn that its member refuses the watch",
+        CLUSTER_DEADLINE,
+        || async { warnings(&edge, "cannot attach").pop() },
+    )
+    .await;
+    assert_eq!(refused["member"], members[0].grpc.to_string(), "{refused}");
+    assert!(
+        refused["why"].as_str().is_some_and(|why| !why.is_empty()),
+        "{refused}"
+    );
+
+    // The member is up, but alone it elects no leader and has no config to send.
+    members[0].start(&init, &config, &env);
+    eventually("member 1 to answer", CLUSTER_DEADLINE, || {
+        members[0].status()
+    })
+    .await;
+    let before = warnings(&edge, "no config from the ledger yet").len();
+    eventually(
+        "the edge to warn that no config came from a ledger without a leader",
+        CLUSTER_DEADLINE,
+        || async {
+            (warnings(&edge, "no config from the ledger yet").len() > before).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        leader(&members[0]).await,
+        None,
+        "a lone member elected itself"
+    );
+
+    // With a quorum the ledger elects a leader, and the edge gets its config.
+    for member in &mut members[1..] {
+        member.start(&init, &config, &env);
+    }
+    let addr = edge.listening().await;
+    serves(addr, "chat", KEY, 200).await;
 }

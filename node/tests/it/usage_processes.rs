@@ -53,7 +53,7 @@ events:
 /// Starts the projector over `config` with its store in `store`; the process and its
 /// usage JSON API's address.
 async fn projector(config: &str, store: &Path) -> (Node, SocketAddr) {
-    let node = Node::spawn(
+    let mut node = Node::spawn(
         &[
             "serve",
             "--roles",
