@@ -28,7 +28,6 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -156,39 +155,9 @@ impl Spool {
             TryLockError::Error(e) => SpoolError::Io(e),
         })?;
         migrate::from_sled(dir)?;
-        let acked_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(dir.join("acked"))?;
-        let mut acked = [0u8; 8];
-        let acked = match acked_file.read_exact_at(&mut acked, 0) {
-            Ok(()) => u64::from_le_bytes(acked),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let (acked_file, acked) = reader::open_acked(dir)?;
         let mut segments = segment::list(dir)?;
-        // The newest segments may end in a torn write; one with no whole record in it is
-        // parked and removed, so the writer can begin a segment under the next key.
-        let mut last = None;
-        while let Some(&newest) = segments.last() {
-            let bytes = std::fs::read(segment::path(dir, newest))?;
-            if let Some(key) = reader::last_key(&bytes) {
-                last = Some(key);
-                break;
-            }
-            if !bytes.is_empty() {
-                reader::park(dir, &format!("{newest:020}-0"), &bytes)?;
-                tracing::error!(
-                    segment = newest,
-                    bytes = bytes.len(),
-                    "a usage spool segment without a whole record parked"
-                );
-            }
-            segment::remove(dir, newest)?;
-            segments.remove(&newest);
-        }
+        let last = reader::recover(dir, &mut segments)?;
         let first = segments.first().copied();
         // The acked file is not synced: it may be behind the segments already deleted.
         let acked = acked.max(first.map_or(0, |first| first - 1));

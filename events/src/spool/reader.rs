@@ -4,7 +4,7 @@
 //! in `parked/` so they never block the events behind them.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -172,13 +172,10 @@ impl Reader {
                     Parsed::Corrupt => {
                         let rest = self.read_at(pos.segment, start, (bound - start) as usize)?;
                         damage = Some(match record::resync(&rest, last) {
-                            Some(skip) => Damage {
+                            Some((skip, key)) => Damage {
                                 from: start,
                                 to: start + skip as u64,
-                                lost_through: match record::parse(&rest[skip..]) {
-                                    Parsed::Record { key, .. } => key - 1,
-                                    _ => last,
-                                },
+                                lost_through: key - 1,
                             },
                             None => Damage {
                                 from: start,
@@ -348,8 +345,47 @@ impl Reader {
     }
 }
 
+/// Opens the file of the last acknowledged key, and reads it (0 when new).
+pub(super) fn open_acked(dir: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join("acked"))?;
+    let mut acked = [0u8; 8];
+    match file.read_exact_at(&mut acked, 0) {
+        Ok(()) => Ok((file, u64::from_le_bytes(acked))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((file, 0)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last key on disk, found from the newest segment back. The newest segments may end
+/// in a torn write; one with no whole record in it is parked and removed (from `segments`
+/// too), so the writer can begin a segment under the next key.
+pub(super) fn recover(dir: &Path, segments: &mut BTreeSet<u64>) -> io::Result<Option<u64>> {
+    while let Some(&newest) = segments.last() {
+        let bytes = std::fs::read(segment::path(dir, newest))?;
+        if let Some(key) = last_key(&bytes) {
+            return Ok(Some(key));
+        }
+        if !bytes.is_empty() {
+            park(dir, &format!("{newest:020}-0"), &bytes)?;
+            tracing::error!(
+                segment = newest,
+                bytes = bytes.len(),
+                "a usage spool segment without a whole record parked"
+            );
+        }
+        segment::remove(dir, newest)?;
+        segments.remove(&newest);
+    }
+    Ok(None)
+}
+
 /// The highest key of a whole record in `bytes` (a segment's contents), if any.
-pub(super) fn last_key(bytes: &[u8]) -> Option<u64> {
+fn last_key(bytes: &[u8]) -> Option<u64> {
     let mut at = 0;
     let mut last = None;
     while at < bytes.len() {
@@ -360,7 +396,7 @@ pub(super) fn last_key(bytes: &[u8]) -> Option<u64> {
             }
             Parsed::Incomplete { .. } => break,
             Parsed::Corrupt => match record::resync(&bytes[at..], last.unwrap_or(0)) {
-                Some(skip) => at += skip,
+                Some((skip, _)) => at += skip,
                 None => break,
             },
         }

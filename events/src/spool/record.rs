@@ -87,11 +87,13 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
     Parsed::Record { key, body, len }
 }
 
-/// The offset of the first whole record in `buf` after its first byte whose key is above
-/// `after`: where reading resumes past damage. `None` if there is none.
-pub(super) fn resync(buf: &[u8], after: u64) -> Option<usize> {
-    (1..buf.len().saturating_sub(HEADER - 1))
-        .find(|&at| matches!(parse(&buf[at..]), Parsed::Record { key, .. } if key > after))
+/// The offset and key of the first whole record in `buf` after its first byte whose key
+/// is above `after`: where reading resumes past damage. `None` if there is none.
+pub(super) fn resync(buf: &[u8], after: u64) -> Option<(usize, u64)> {
+    (1..buf.len().saturating_sub(HEADER - 1)).find_map(|at| match parse(&buf[at..]) {
+        Parsed::Record { key, .. } if key > after => Some((at, key)),
+        _ => None,
+    })
 }
 
 /// The event a record body holds, or `None` if the body is not in the spool's format.
@@ -171,7 +173,7 @@ mod tests {
         bytes.extend_from_slice(&second);
         bytes[HEADER + 3] ^= 0xff;
         assert_eq!(parse(&bytes), Parsed::Corrupt);
-        assert_eq!(resync(&bytes, 1), Some(first.len()));
+        assert_eq!(resync(&bytes, 1), Some((first.len(), 2)));
         // Only keys above the last one read count: an old record is not a way back in.
         assert_eq!(resync(&bytes, 2), None);
         assert_eq!(resync(&bytes[..bytes.len() - 1], 1), None);
