@@ -311,6 +311,59 @@ async fn damaged_spool_bytes_are_parked_and_do_not_block_the_rest() {
     writer.await.unwrap();
 }
 
+/// A damaged length field that points past the end of the segment hides nothing: the
+/// records after it are read, and new keys go on after the highest one on disk.
+#[tokio::test]
+async fn a_damaged_length_does_not_hide_the_records_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<UsageEvent> = (0..3).map(event).collect();
+    {
+        let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        for event in &events {
+            spool.append(event);
+        }
+        tokio::time::timeout(DEADLINE, spool.durable())
+            .await
+            .unwrap();
+        stop.cancel();
+        writer.await.unwrap();
+    }
+    let segment = only_segment(dir.path());
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let second = record_starts(&bytes)[1];
+    bytes[second..second + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
+    assert_eq!(
+        spool.stats().depth,
+        3,
+        "keys 1 to 3, the damaged one included"
+    );
+    let read = spool.peek(10).unwrap();
+    let ids: Vec<&str> = read.iter().map(|s| s.event_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [events[0].event_id.as_str(), events[2].event_id.as_str()]
+    );
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    spool.append(&event(3));
+    tokio::time::timeout(DEADLINE, spool.durable())
+        .await
+        .unwrap();
+    let keys: Vec<u64> = spool.peek(10).unwrap().iter().map(|s| s.key).collect();
+    assert_eq!(
+        keys,
+        [1, 3, 4],
+        "the new event's key follows the last on disk"
+    );
+    stop.cancel();
+    writer.await.unwrap();
+}
+
 /// An edge upgraded from a version that spooled in sled publishes what it left behind,
 /// under the same keys, and removes sled's files.
 #[tokio::test]

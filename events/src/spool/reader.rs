@@ -160,34 +160,11 @@ impl Reader {
                         need = len;
                         break;
                     }
-                    Parsed::Incomplete { .. } => {
-                        let lost_through = self.keys_through(pos.segment, sealed, mark, segments);
-                        damage = Some(Damage {
-                            from: start,
-                            to: bound,
-                            lost_through,
-                        });
-                        break;
-                    }
-                    Parsed::Corrupt => {
-                        let rest = self.read_at(pos.segment, start, (bound - start) as usize)?;
-                        damage = Some(match record::resync(&rest, last) {
-                            Some((skip, key)) => Damage {
-                                from: start,
-                                to: start + skip as u64,
-                                lost_through: key - 1,
-                            },
-                            None => Damage {
-                                from: start,
-                                to: bound,
-                                lost_through: self.keys_through(
-                                    pos.segment,
-                                    sealed,
-                                    mark,
-                                    segments,
-                                ),
-                            },
-                        });
+                    // Past the bound: a torn tail, or a damaged length with whole
+                    // records after it; the same search tells them apart.
+                    Parsed::Incomplete { .. } | Parsed::Corrupt => {
+                        let tail = self.keys_through(pos.segment, sealed, mark, segments);
+                        damage = Some(self.damage(pos.segment, start, bound, last, tail)?);
                         break;
                     }
                 }
@@ -241,6 +218,31 @@ impl Reader {
             self.oldest = record::appended_at(front.get(record::HEADER..)?);
         }
         self.oldest
+    }
+
+    /// The damage starting at `from` in `segment`: up to the next whole record with a key
+    /// above `after`, or else to `bound` (every key up to `tail` then lost).
+    fn damage(
+        &mut self,
+        segment: u64,
+        from: u64,
+        bound: u64,
+        after: u64,
+        tail: u64,
+    ) -> io::Result<Damage> {
+        let rest = self.read_at(segment, from, (bound - from) as usize)?;
+        Ok(match record::resync(&rest, after) {
+            Some((skip, key)) => Damage {
+                from,
+                to: from + skip as u64,
+                lost_through: key - 1,
+            },
+            None => Damage {
+                from,
+                to: bound,
+                lost_through: tail,
+            },
+        })
     }
 
     /// The last key behind the end of `segment`: the next segment's first key less one,
@@ -394,11 +396,13 @@ fn last_key(bytes: &[u8]) -> Option<u64> {
                 last = Some(key);
                 at += len;
             }
-            Parsed::Incomplete { .. } => break,
-            Parsed::Corrupt => match record::resync(&bytes[at..], last.unwrap_or(0)) {
-                Some((skip, _)) => at += skip,
-                None => break,
-            },
+            // Past the end: a torn tail, or a damaged length with whole records after it.
+            Parsed::Incomplete { .. } | Parsed::Corrupt => {
+                match record::resync(&bytes[at..], last.unwrap_or(0)) {
+                    Some((skip, _)) => at += skip,
+                    None => break,
+                }
+            }
         }
     }
     last
