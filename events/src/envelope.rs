@@ -21,11 +21,20 @@ pub enum DecodeError {
 
 /// Encodes `event` in a version-1 envelope.
 pub fn encode(event: &UsageEvent) -> Bytes {
+    let mut out = Vec::new();
+    encode_to(event, &mut out);
+    Bytes::from(out)
+}
+
+/// Appends the version-1 envelope of `event` to `out`.
+pub fn encode_to(event: &UsageEvent, out: &mut Vec<u8>) {
     let envelope = EventEnvelope {
         version: VERSION,
         event: event.encode_to_vec(),
     };
-    Bytes::from(envelope.encode_to_vec())
+    out.reserve(envelope.encoded_len());
+    // Cannot fail: the buffer was just given the room.
+    let _ = envelope.encode(out);
 }
 
 /// Decodes an envelope written by [`encode`].

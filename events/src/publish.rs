@@ -169,7 +169,7 @@ impl<L: EventLog> Publisher<L> {
             () = self.publish(&stop) => {}
             () = deadline => {}
         }
-        let depth = self.spool.stats().depth;
+        let depth = self.spool.depth();
         if depth > 0 {
             tracing::warn!(
                 depth,
@@ -193,7 +193,7 @@ impl<L: EventLog> Publisher<L> {
                 }
             };
             if batch.is_empty() {
-                if stop.is_cancelled() && self.spool.stats().depth == 0 {
+                if stop.is_cancelled() && self.spool.depth() == 0 {
                     return;
                 }
                 tokio::select! {

@@ -54,6 +54,19 @@ async fn wait_until<T, F: Future<Output = Option<T>>>(
     }
 }
 
+/// Starts `spool`'s writer: cancel the token to stop it, then await the handle.
+fn start_writer(spool: &Spool) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    (stop.clone(), tokio::spawn(spool.clone().run_writer(stop)))
+}
+
+/// Waits, within [`DEADLINE`], until every event appended to `spool` so far is durable.
+async fn all_durable(spool: &Spool) {
+    tokio::time::timeout(DEADLINE, spool.durable())
+        .await
+        .expect("durable in time");
+}
+
 async fn server() -> (NatsServer, jetstream::Context) {
     let server = NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"));
     let client = stream::connect(&[server.url()], Duration::from_secs(5))
@@ -106,14 +119,11 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
     let events: Vec<UsageEvent> = (0..50).map(event).collect();
     {
         let spool = once_unlocked(|| Spool::open(dir.path(), FlushPolicy::Always, 40));
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        let (stop, writer) = start_writer(&spool);
         for event in &events {
             spool.append(event);
         }
-        tokio::time::timeout(DEADLINE, spool.durable())
-            .await
-            .unwrap();
+        all_durable(&spool).await;
         assert!(spool.is_full(), "50 events over a cap of 40");
         let stats = spool.stats();
         assert_eq!((stats.depth, stats.cap), (50, 40));
@@ -135,13 +145,10 @@ async fn the_spool_group_commits_in_order_survives_reopening_and_reports_its_sta
     assert_eq!(read.len(), 48);
     assert_eq!(read[0].event_id, events[2].event_id);
     // Keys continue after the ones on disk.
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     let late = event(99);
     spool.append(&late);
-    tokio::time::timeout(DEADLINE, spool.durable())
-        .await
-        .unwrap();
+    all_durable(&spool).await;
     let read_again = spool.peek(100).unwrap();
     assert_eq!(read_again.len(), 49);
     assert_eq!(read_again[48].event_id, late.event_id);
@@ -162,8 +169,7 @@ async fn durable_never_resolves_before_the_callers_own_event_is_written() {
     let mut ids = HashSet::new();
     {
         let spool = Spool::open(dir.path(), FlushPolicy::Always, 1_000_000).unwrap();
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        let (stop, writer) = start_writer(&spool);
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..TASKS {
             let spool = spool.clone();
@@ -172,9 +178,7 @@ async fn durable_never_resolves_before_the_callers_own_event_is_written() {
                 for i in 0..EACH {
                     let e = event(t * EACH + i);
                     spool.append(&e);
-                    tokio::time::timeout(DEADLINE, spool.durable())
-                        .await
-                        .unwrap();
+                    all_durable(&spool).await;
                     // Readable at once: written (and flushed) before `durable` resolved.
                     let written: HashSet<String> = spool
                         .peek(usize::MAX)
@@ -238,14 +242,11 @@ async fn damaged_spool_bytes_are_parked_and_do_not_block_the_rest() {
     let events: Vec<UsageEvent> = (0..4).map(event).collect();
     {
         let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        let (stop, writer) = start_writer(&spool);
         for event in &events {
             spool.append(event);
         }
-        tokio::time::timeout(DEADLINE, spool.durable())
-            .await
-            .unwrap();
+        all_durable(&spool).await;
         stop.cancel();
         writer.await.unwrap();
     }
@@ -283,13 +284,10 @@ async fn damaged_spool_bytes_are_parked_and_do_not_block_the_rest() {
         "the lost key went with the acknowledgement"
     );
 
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     let late = event(9);
     spool.append(&late);
-    tokio::time::timeout(DEADLINE, spool.durable())
-        .await
-        .unwrap();
+    all_durable(&spool).await;
     let read = spool.peek(10).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(
@@ -319,14 +317,11 @@ async fn a_damaged_length_does_not_hide_the_records_after_it() {
     let events: Vec<UsageEvent> = (0..3).map(event).collect();
     {
         let spool = Spool::open(dir.path(), FlushPolicy::Always, 100).unwrap();
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+        let (stop, writer) = start_writer(&spool);
         for event in &events {
             spool.append(event);
         }
-        tokio::time::timeout(DEADLINE, spool.durable())
-            .await
-            .unwrap();
+        all_durable(&spool).await;
         stop.cancel();
         writer.await.unwrap();
     }
@@ -348,12 +343,9 @@ async fn a_damaged_length_does_not_hide_the_records_after_it() {
         ids,
         [events[0].event_id.as_str(), events[2].event_id.as_str()]
     );
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     spool.append(&event(3));
-    tokio::time::timeout(DEADLINE, spool.durable())
-        .await
-        .unwrap();
+    all_durable(&spool).await;
     let keys: Vec<u64> = spool.peek(10).unwrap().iter().map(|s| s.key).collect();
     assert_eq!(
         keys,
@@ -406,8 +398,7 @@ async fn an_interval_flush_writes_within_the_interval() {
         1000,
     )
     .unwrap();
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     let started = Instant::now();
     let n = 20_000;
     for i in 0..n {
@@ -474,8 +465,7 @@ async fn a_stopped_publisher_drains_the_spool_within_the_drain_time() {
         1_000_000,
     )
     .unwrap();
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     let log = jetstream_log(&server).await;
     let publisher = tokio::spawn(
         Publisher::new(spool.clone(), log.clone()).run(stop.clone(), Duration::from_secs(20)),
@@ -500,14 +490,11 @@ async fn a_stopped_publisher_drains_the_spool_within_the_drain_time() {
     drop(spool);
     server.kill();
     let spool = Spool::open(dir.path(), FlushPolicy::Always, 1_000_000).unwrap();
-    let stop = CancellationToken::new();
-    let writer = tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, writer) = start_writer(&spool);
     let drain = Duration::from_millis(300);
     let publisher = tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone(), drain));
     spool.append(&event(300));
-    tokio::time::timeout(DEADLINE, spool.durable())
-        .await
-        .unwrap();
+    all_durable(&spool).await;
     let started = Instant::now();
     stop.cancel();
     tokio::time::timeout(DEADLINE, publisher)
@@ -532,8 +519,7 @@ async fn the_publisher_rides_out_a_nats_outage_and_drains_every_event_exactly_on
         1_000_000,
     )
     .unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(spool.clone().run_writer(stop.clone()));
+    let (stop, _writer) = start_writer(&spool);
     let log = jetstream_log(&server).await;
     tokio::spawn(Publisher::new(spool.clone(), log).run(stop.clone(), Duration::ZERO));
 

@@ -348,6 +348,15 @@ mod tests {
 
     /// 100 requests: 90 served (12 + 8 tokens, 110 µ$ each), 2 upstream 500s, 8 refused by
     /// the gateway; the projector saw all 100 with 10 errors.
+    /// The names of the invariants `outcome` found broken, in order.
+    fn failed(outcome: &CheckOutcome) -> Vec<&str> {
+        outcome
+            .violations
+            .iter()
+            .map(|v| v.invariant.as_str())
+            .collect()
+    }
+
     fn balanced() -> Books {
         Books {
             mock: StatsSnapshot {
@@ -445,11 +454,7 @@ mod tests {
         projector.output_tokens -= 8;
         projector.cost_micros += 110;
         let outcome = check(&books);
-        let failed: Vec<&str> = outcome
-            .violations
-            .iter()
-            .map(|v| v.invariant.as_str())
-            .collect();
+        let failed = failed(&outcome);
         assert_eq!(
             failed,
             [
@@ -518,11 +523,7 @@ mod tests {
         let run = books.budget.as_mut().unwrap_or_else(|| unreachable!());
         run.after.settled = 100;
         let outcome = check(&books);
-        let failed: Vec<&str> = outcome
-            .violations
-            .iter()
-            .map(|v| v.invariant.as_str())
-            .collect();
+        let failed = failed(&outcome);
         assert_eq!(
             failed,
             ["budget_no_overspend:run", "budget_settled_exactly:run"],

@@ -124,7 +124,7 @@ pub async fn start(
     stop: &CancellationToken,
 ) -> Result<Events, EventsError> {
     let spool = Spool::open(&config.spool_dir, config.flush, config.max_events)?;
-    let depth = spool.stats().depth;
+    let depth = spool.depth();
     if depth > 0 {
         tracing::info!(
             depth,

@@ -38,7 +38,6 @@ use floodgate_proto::v1::UsageEvent;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope;
 use reader::{Pos, Reader};
 use writer::{Message, Writer};
 
@@ -76,7 +75,7 @@ pub struct Spooled {
     pub key: u64,
     /// The event's id (the JetStream `Nats-Msg-Id`).
     pub event_id: String,
-    /// The encoded [`envelope`].
+    /// The encoded [`crate::envelope`].
     pub payload: Bytes,
 }
 
@@ -201,7 +200,7 @@ impl Spool {
     /// Queues `event` for the next group commit. Never blocks, never waits on disk or a
     /// lock, and never refuses: admission is [`Spool::is_full`]'s job.
     pub fn append(&self, event: &UsageEvent) {
-        let body = record::body(&event.event_id, &envelope::encode(event));
+        let body = record::body(event);
         self.inner.depth.fetch_add(1, Ordering::Relaxed);
         // Counted before it is sent, with nothing in between: see `durable`.
         self.inner.appended.fetch_add(1, Ordering::SeqCst);
@@ -232,14 +231,19 @@ impl Spool {
         }
     }
 
+    /// Events appended and not yet acknowledged by the event log.
+    pub fn depth(&self) -> u64 {
+        self.inner.depth.load(Ordering::Relaxed)
+    }
+
     /// Whether the spool holds `cap` events or more: the edge refuses new requests.
     pub fn is_full(&self) -> bool {
-        self.inner.depth.load(Ordering::Relaxed) >= self.inner.cap
+        self.depth() >= self.inner.cap
     }
 
     /// Depth, oldest age and cap.
     pub fn stats(&self) -> SpoolStats {
-        let depth = self.inner.depth.load(Ordering::Relaxed);
+        let depth = self.depth();
         let oldest_age = (depth > 0).then(|| {
             let mark = *self.inner.written.borrow();
             // Unknown: appended and not yet written, so just now.

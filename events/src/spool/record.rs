@@ -9,8 +9,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use floodgate_proto::v1::UsageEvent;
+use prost::Message;
 
 use super::Spooled;
+use crate::envelope;
 
 /// Bytes before the body.
 pub(super) const HEADER: usize = 16;
@@ -38,18 +41,18 @@ pub(super) enum Parsed<'a> {
     Corrupt,
 }
 
-/// The body of a record for an event appended now.
-pub(super) fn body(event_id: &str, payload: &[u8]) -> Bytes {
+/// The body of a record for `event`, appended now.
+pub(super) fn body(event: &UsageEvent) -> Bytes {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let id = &event_id.as_bytes()[..event_id.len().min(u16::MAX as usize)];
-    let mut out = Vec::with_capacity(10 + id.len() + payload.len());
+    let id = &event.event_id.as_bytes()[..event.event_id.len().min(u16::MAX as usize)];
+    let mut out = Vec::with_capacity(10 + id.len() + event.encoded_len() + 16);
     out.extend_from_slice(&now.to_be_bytes());
     out.extend_from_slice(&(id.len() as u16).to_be_bytes());
     out.extend_from_slice(id);
-    out.extend_from_slice(payload);
+    envelope::encode_to(event, &mut out);
     Bytes::from(out)
 }
 
@@ -124,29 +127,40 @@ fn checksum(key: u64, body: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn record(key: u64, id: &str, payload: &[u8]) -> Vec<u8> {
+    fn event(id: &str, request_id: &str) -> UsageEvent {
+        UsageEvent {
+            event_id: id.to_owned(),
+            request_id: request_id.to_owned(),
+            ..UsageEvent::default()
+        }
+    }
+
+    fn record(key: u64, id: &str, request_id: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        encode(key, &body(id, payload), &mut out);
+        encode(key, &body(&event(id, request_id)), &mut out);
         out
     }
 
     #[test]
     fn a_record_reads_back_with_its_key_id_payload_and_time() {
-        let bytes = record(7, "event-7", b"payload");
+        let bytes = record(7, "event-7", "req-7");
         let Parsed::Record { key, body, len } = parse(&bytes) else {
             panic!("not a record: {:?}", parse(&bytes));
         };
         assert_eq!((key, len), (7, bytes.len()));
         let spooled = spooled(key, body).unwrap();
         assert_eq!(spooled.event_id, "event-7");
-        assert_eq!(&spooled.payload[..], b"payload");
+        assert_eq!(
+            envelope::decode(&spooled.payload).unwrap(),
+            event("event-7", "req-7")
+        );
         let age = SystemTime::now().duration_since(appended_at(body).unwrap());
         assert!(age.unwrap() < Duration::from_secs(60));
     }
 
     #[test]
     fn a_cut_record_is_incomplete_and_a_flipped_bit_is_corrupt() {
-        let bytes = record(1, "id", b"some payload");
+        let bytes = record(1, "id", "some request");
         assert_eq!(
             parse(&bytes[..HEADER - 1]),
             Parsed::Incomplete { len: HEADER }
@@ -167,8 +181,8 @@ mod tests {
 
     #[test]
     fn resync_finds_the_next_whole_record_after_damage() {
-        let first = record(1, "one", b"first");
-        let second = record(2, "two", b"second");
+        let first = record(1, "one", "first");
+        let second = record(2, "two", "second");
         let mut bytes = first.clone();
         bytes.extend_from_slice(&second);
         bytes[HEADER + 3] ^= 0xff;

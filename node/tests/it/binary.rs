@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::upstream::{UPSTREAM_KEY, Upstream};
-use crate::common::{DEADLINE, client, eventually, wait_until};
+use crate::common::{DEADLINE, client, eventually, send, wait_until};
 use floodgate_events::{EventSource, LocalLog};
 use serde_json::{Value, json};
 
@@ -902,14 +902,9 @@ async fn a_short_harness_run_against_dev_balances_its_books() {
         &format!("the projector to fold all {sent} requests"),
         DEADLINE,
         || async move {
-            let stats: Value = client()
-                .get(format!("http://{usage}/usage/v1/stats"))
-                .send()
+            let stats = send(client().get(format!("http://{usage}/usage/v1/stats")))
                 .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .body;
             let folded = stats["folded"].as_u64().unwrap();
             assert!(folded <= sent, "more events than requests: {stats}");
             (folded == sent).then_some(stats)

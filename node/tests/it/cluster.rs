@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::binary::{Node, reserve_port, write};
@@ -28,6 +27,16 @@ use crate::common::{client, eventually};
 const KEY: &str = "fg-cluster-test-key-0123456789";
 /// The request budget on endpoint `metered`.
 const LIMIT: u64 = 24;
+/// Every process's environment: the key-encryption key (32 bytes of 7, base64), the
+/// cluster token, and JSON logs.
+const ENV: [(&str, &str); 3] = [
+    (
+        "FLOODGATE_KEK",
+        "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+    ),
+    ("FLOODGATE_CLUSTER_TOKEN", "cluster-test-token"),
+    ("FLOODGATE_LOG_FORMAT", "json"),
+];
 /// How long cluster-level changes (elections, restarts, watch reconnects) may take.
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -256,26 +265,20 @@ async fn three_members_and_two_edges_survive_losing_members() {
     let upstream = Upstream::start().await;
     let base = upstream.base();
     let dir = tempfile::tempdir().unwrap();
-    let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let env = [
-        ("FLOODGATE_KEK", kek.as_str()),
-        ("FLOODGATE_CLUSTER_TOKEN", "cluster-test-token"),
-        ("FLOODGATE_LOG_FORMAT", "json"),
-    ];
     let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&base));
 
     // 1. Three members from the README's commands.
     let (mut members, init) = three_members(dir.path());
     for member in &mut members {
-        member.start(&init, &config, &env);
+        member.start(&init, &config, &ENV);
     }
     let mut edge_a = start_edge(
         dir.path(),
         "edge-a",
         &members.iter().collect::<Vec<_>>(),
-        &env,
+        &ENV,
     );
-    let mut edge_b = start_edge(dir.path(), "edge-b", &[&members[2]], &env);
+    let mut edge_b = start_edge(dir.path(), "edge-b", &[&members[2]], &ENV);
     let (a, b) = (edge_a.listening().await, edge_b.listening().await);
     for edge in [a, b] {
         serves(edge, "chat", KEY, 200).await;
@@ -416,7 +419,7 @@ async fn three_members_and_two_edges_survive_losing_members() {
     for edge in [a, b] {
         serves(edge, "chat", KEY, 200).await;
     }
-    members[lost].start(&init, &config, &env);
+    members[lost].start(&init, &config, &ENV);
     let target = members[survivor].status().await.unwrap()["config_revision"].clone();
     eventually(
         "the restarted member to catch up",
@@ -443,7 +446,7 @@ async fn three_members_and_two_edges_survive_losing_members() {
         }
     }
     for member in &mut members {
-        member.start(&init, &config, &env);
+        member.start(&init, &config, &ENV);
     }
     put_endpoint(&members[0], "after-outage", &base).await;
     serves(a, "after-outage", KEY, 200).await;
@@ -459,17 +462,11 @@ async fn three_members_and_two_edges_survive_losing_members() {
 async fn an_edge_started_before_its_ledger_says_why_it_waits_then_serves() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let env = [
-        ("FLOODGATE_KEK", kek.as_str()),
-        ("FLOODGATE_CLUSTER_TOKEN", "cluster-test-token"),
-        ("FLOODGATE_LOG_FORMAT", "json"),
-    ];
     let config = write(dir.path(), "gateway.yaml", &gateway_yaml(&upstream.base()));
     let (mut members, init) = three_members(dir.path());
 
     // Its only member is down.
-    let mut edge = start_edge(dir.path(), "edge", &[&members[0]], &env);
+    let mut edge = start_edge(dir.path(), "edge", &[&members[0]], &ENV);
     let refused = eventually(
         "the edge to warn that its member refuses the watch",
         CLUSTER_DEADLINE,
@@ -483,7 +480,7 @@ async fn an_edge_started_before_its_ledger_says_why_it_waits_then_serves() {
     );
 
     // The member is up, but alone it elects no leader and has no config to send.
-    members[0].start(&init, &config, &env);
+    members[0].start(&init, &config, &ENV);
     eventually("member 1 to answer", CLUSTER_DEADLINE, || {
         members[0].status()
     })
@@ -505,7 +502,7 @@ async fn an_edge_started_before_its_ledger_says_why_it_waits_then_serves() {
 
     // With a quorum the ledger elects a leader, and the edge gets its config.
     for member in &mut members[1..] {
-        member.start(&init, &config, &env);
+        member.start(&init, &config, &ENV);
     }
     let addr = edge.listening().await;
     serves(addr, "chat", KEY, 200).await;
